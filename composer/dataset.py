@@ -1,0 +1,321 @@
+"""The tokenized corpus: tokenizing folders (parallel, cached by content hash), the split, the files on disk.
+
+A tokenized corpus directory holds
+
+    vocab.json    the Vocabulary (configuration and every token's name)
+    corpus.json   one record per piece (source, hash, tempo, time signature, key, notes,
+                  tokens, split) and the files that were skipped, with reasons
+    tokens.npz    ``tokens`` (all pieces concatenated, int16) and ``offsets`` (n + 1 bounds)
+
+The training windows (``tf.data``) live in ``windows.py`` so that this module never imports
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from composer import ComposerError
+from composer.corpus import DEFAULT_MAX_BYTES, UnusableFile, atomic_path, find_music_files, read_piece, write_text
+from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
+
+CACHE_VERSION = 1  # bump when reading or encoding changes what a file tokenizes to
+NEAR_DUPLICATE_WINDOW = 16
+NEAR_DUPLICATE_SHARE = 0.5
+
+
+@dataclass
+class PieceRecord:
+    name: str
+    source: str
+    hash: str
+    tempo: float
+    time_signature: str
+    key: str
+    notes: int
+    tokens: int
+    split: str = "train"
+
+
+@dataclass
+class TokenCorpus:
+    vocab: Vocabulary
+    pieces: list[PieceRecord]
+    tokens: list[np.ndarray]
+    skipped: list[dict] = field(default_factory=list)
+
+    def split(self, name: str) -> list[np.ndarray]:
+        return [t for t, p in zip(self.tokens, self.pieces) if p.split == name]
+
+    def records(self, name: str) -> list[PieceRecord]:
+        return [p for p in self.pieces if p.split == name]
+
+    def save(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [len(t) for t in self.tokens])
+        flat = np.concatenate(self.tokens) if self.tokens else np.zeros(0)
+        with atomic_path(directory / "tokens.npz") as tmp:
+            np.savez(tmp, tokens=flat.astype(np.int16), offsets=offsets.astype(np.int64))
+        corpus = {"pieces": [asdict(p) for p in self.pieces], "skipped": self.skipped}
+        return [
+            write_text(directory / "vocab.json", json.dumps(self.vocab.to_dict(), indent=1)),
+            write_text(directory / "corpus.json", json.dumps(corpus, indent=1)),
+            directory / "tokens.npz",
+        ]
+
+    @staticmethod
+    def load(directory: Path) -> "TokenCorpus":
+        if not (directory / "corpus.json").exists():
+            raise ComposerError(f"{directory}: not a tokenized corpus (no corpus.json; run `composer tokenize`)")
+        try:
+            vocab = Vocabulary.from_dict(json.loads((directory / "vocab.json").read_text()))
+            corpus = json.loads((directory / "corpus.json").read_text())
+            with np.load(directory / "tokens.npz") as arrays:
+                flat, offsets = arrays["tokens"].astype(np.int32), arrays["offsets"]
+        except (OSError, ValueError, KeyError) as error:
+            raise ComposerError(f"{directory}: damaged tokenized corpus ({error})") from None
+        tokens = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        pieces = [PieceRecord(**p) for p in corpus["pieces"]]
+        return TokenCorpus(vocab, pieces, tokens, corpus.get("skipped", []))
+
+
+@dataclass
+class TokenizeSummary:
+    files: int
+    skipped: list[tuple[str, str]]
+    pieces: int
+    tokens: int
+    notes: int
+    vocabulary_used: int
+    vocabulary_size: int
+    train_pieces: int
+    validation_pieces: int
+    cache_hits: int
+    seconds: float
+    written: list[Path]
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "composer"
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def config_key(config: TokenizerConfig, max_bytes: int) -> str:
+    text = json.dumps([CACHE_VERSION, asdict(config), max_bytes], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tokenize_file(path: Path, config: TokenizerConfig, max_bytes: int) -> tuple[np.ndarray | None, dict]:
+    """One file → (tokens, metadata) or (None, {"reason": ...}). Never raises for bad input."""
+    try:
+        piece = read_piece(path, max_bytes)
+    except UnusableFile as error:
+        return None, {"reason": str(error)}
+    except Exception as error:  # a reader bug must not stop a corpus of thousands
+        return None, {"reason": f"unexpected {type(error).__name__}: {error}"}
+    vocab = Vocabulary(config)
+    tokens = encode_notes(piece.notes, vocab)
+    meta = {
+        "tempo": round(piece.tempo, 3),
+        "time_signature": piece.time_signature,
+        "key": piece.key,
+        "notes": count_notes(tokens, vocab),
+    }
+    return tokens, meta
+
+
+class FileCache:
+    """Per-file results keyed by content hash, one small .npz per file."""
+
+    def __init__(self, root: Path, key: str):
+        self.root = root / key
+
+    def _path(self, digest: str) -> Path:
+        return self.root / digest[:2] / f"{digest}.npz"
+
+    def get(self, digest: str) -> tuple[np.ndarray | None, dict] | None:
+        path = self._path(digest)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                meta = json.loads(str(data["meta"]))
+                tokens = data["tokens"].astype(np.int32) if "reason" not in meta else None
+            return tokens, meta
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged cache entry is recomputed
+
+    def put(self, digest: str, tokens: np.ndarray | None, meta: dict) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, tokens=np.zeros(0, np.int16) if tokens is None else tokens.astype(np.int16), meta=json.dumps(meta))
+        with atomic_path(self._path(digest)) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+
+
+def _tokenize_job(args: tuple[Path, TokenizerConfig, int]) -> tuple[np.ndarray | None, dict]:
+    return tokenize_file(*args)
+
+
+def tokenize_files(
+    files: list[Path],
+    config: TokenizerConfig,
+    jobs: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    cache_dir: Path | None = None,
+    progress: Callable[[int], None] = lambda n: None,
+) -> tuple[list[tuple[Path, str, np.ndarray | None, dict]], int]:
+    """Tokenize files in parallel processes; returns (path, hash, tokens, meta) per file and cache hits."""
+    digests = [file_hash(p) for p in files]
+    cache = FileCache(cache_dir, config_key(config, max_bytes)) if cache_dir else None
+    results: dict[int, tuple[np.ndarray | None, dict]] = {}
+    if cache:
+        for i, digest in enumerate(digests):
+            hit = cache.get(digest)
+            if hit is not None:
+                results[i] = hit
+        progress(len(results))
+    hits = len(results)
+    todo = [i for i in range(len(files)) if i not in results]
+    jobs_args = [(files[i], config, max_bytes) for i in todo]
+    if len(todo) > 4 and jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            computed = pool.map(_tokenize_job, jobs_args, chunksize=max(1, min(16, len(todo) // (4 * jobs))))
+            for i, result in zip(todo, computed):
+                results[i] = result
+                progress(1)
+    else:
+        for i, args in zip(todo, jobs_args):
+            results[i] = _tokenize_job(args)
+            progress(1)
+    if cache:
+        for i in todo:
+            cache.put(digests[i], *results[i])
+    return [(files[i], digests[i], *results[i]) for i in range(len(files))], hits
+
+
+def assign_splits(tokens: list[np.ndarray], hashes: list[str], validation_share: float) -> list[str]:
+    """Hash-based split by piece that keeps near-duplicates on one side.
+
+    Pieces sharing at least half of their 16-token windows (the same chorale harmonized twice,
+    say) form one group; a group's side comes from the hash of its first member, so the split
+    is deterministic and does not depend on file names or order.
+    """
+    n = len(tokens)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    windows = [window_set(t) for t in tokens]
+    index: dict[bytes, list[int]] = defaultdict(list)
+    for i, ws in enumerate(windows):
+        for w in ws:
+            index[w].append(i)
+    shared: Counter[tuple[int, int]] = Counter()
+    for owners in index.values():
+        if 1 < len(owners) <= 64:  # windows common to many pieces are stock formulas, not copies
+            for a in range(len(owners)):
+                for b in range(a + 1, len(owners)):
+                    shared[owners[a], owners[b]] += 1
+    for (a, b), count in shared.items():
+        if count >= NEAR_DUPLICATE_SHARE * min(len(windows[a]), len(windows[b])):
+            parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        groups[root(i)].append(i)
+    splits = ["train"] * n
+    for members in groups.values():
+        anchor = min(hashes[i] for i in members)
+        if int(anchor[:8], 16) / 0xFFFFFFFF < validation_share:
+            for i in members:
+                splits[i] = "validation"
+    return splits
+
+
+def window_set(tokens: np.ndarray, size: int = NEAR_DUPLICATE_WINDOW) -> set[bytes]:
+    tokens = np.ascontiguousarray(tokens, dtype=np.int16)
+    if len(tokens) < size:
+        return {tokens.tobytes()}
+    view = np.lib.stride_tricks.sliding_window_view(tokens, size)
+    return {row.tobytes() for row in view}
+
+
+def tokenize_corpus(
+    sources: list[Path],
+    out: Path,
+    config: TokenizerConfig = TokenizerConfig(),
+    jobs: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    cache_dir: Path | None = None,
+    validation_share: float = 0.1,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> TokenizeSummary:
+    """Read every music file under ``sources``, tokenize, split, and write the corpus to ``out``."""
+    import time
+
+    started = time.perf_counter()
+    files = find_music_files(sources)
+    if not files:
+        raise ComposerError(f"{', '.join(map(str, sources))}: no music files (.mid, .midi, .xml, .mxl, .musicxml, .abc, .krn)")
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, len(files))
+
+    results, hits = tokenize_files(files, config, jobs or os.cpu_count() or 1, max_bytes, cache_dir, step)
+    good = [(p, h, t, m) for p, h, t, m in results if t is not None]
+    skipped = [(str(p), m["reason"]) for p, _, t, m in results if t is None]
+    if not good:
+        reasons = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped[:5])
+        raise ComposerError(f"no usable music in {', '.join(map(str, sources))} ({reasons})")
+    vocab = Vocabulary(config)
+    tokens = [t for _, _, t, _ in good]
+    splits = assign_splits(tokens, [h for _, h, _, _ in good], validation_share)
+    names = unique_names([p for p, _, _, _ in good])
+    pieces = [
+        PieceRecord(name, str(p), h, m["tempo"], m["time_signature"], m["key"], m["notes"], len(t), s)
+        for name, (p, h, t, m), s in zip(names, good, splits)
+    ]
+    corpus = TokenCorpus(vocab, pieces, tokens, [{"source": p, "reason": r} for p, r in skipped])
+    written = corpus.save(out)
+    used = len(np.unique(np.concatenate(tokens)))
+    return TokenizeSummary(
+        files=len(files),
+        skipped=skipped,
+        pieces=len(pieces),
+        tokens=int(sum(len(t) for t in tokens)),
+        notes=int(sum(p.notes for p in pieces)),
+        vocabulary_used=used,
+        vocabulary_size=len(vocab),
+        train_pieces=splits.count("train"),
+        validation_pieces=splits.count("validation"),
+        cache_hits=hits,
+        seconds=time.perf_counter() - started,
+        written=written,
+    )
+
+
+def unique_names(paths: list[Path]) -> list[str]:
+    """Short piece names: the file stem, made unique with the parent folder where stems clash."""
+    stems = Counter(p.stem for p in paths)
+    return [p.stem if stems[p.stem] == 1 else f"{p.parent.name}/{p.stem}" for p in paths]

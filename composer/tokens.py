@@ -1,0 +1,353 @@
+"""Notes ⇄ tokens: the vocabulary, the beat grid and the grammar of a token stream.
+
+One stream of events per piece (see DESIGN.md, "Tokens"):
+
+    BOS  [TimeShift]*  Pitch [Velocity] Duration  Pitch [Velocity] Duration ...  TimeShift ...  EOS
+
+* Time is counted in grid *steps*; ``steps_per_quarter`` = 12 represents sixteenths (3 steps)
+  and eighth-note triplets (4 steps) exactly.
+* ``TimeShift`` and ``Duration`` take values from the same set: every step up to one quarter,
+  then a coarser grid beyond (``beat_res``, as MidiTok's). A shift longer than the largest
+  value is written as several shifts; the decomposition is greedy (largest first), which makes
+  it canonical, so ``encode(decode(tokens)) == tokens`` for every grammatical stream.
+* Notes sharing an onset form a chord and are written in ascending pitch.
+* A pitch cannot be struck again while it still sounds (the earlier note is shortened on
+  encoding), which keeps every decoded stream writable as MIDI without loss.
+
+Token names document themselves: ``TimeShift_1/4`` is a sixteenth, ``Duration_3/2`` a dotted
+quarter, ``Pitch_60`` middle C, ``Velocity_3`` the fourth of ``velocity_bins`` bins.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+import numpy as np
+
+PAD, BOS, EOS = 0, 1, 2
+DEFAULT_VELOCITY = 90
+
+
+@dataclass(frozen=True)
+class Note:
+    """One sounding note; times in quarter notes from the start of the piece."""
+
+    pitch: int
+    start: float
+    duration: float
+    velocity: int = DEFAULT_VELOCITY
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    steps_per_quarter: int = 12
+    # (from quarter, to quarter, values per quarter) for shifts and durations
+    beat_res: tuple[tuple[int, int, int], ...] = ((0, 1, 12), (1, 4, 4), (4, 8, 1))
+    pitch_low: int = 21
+    pitch_high: int = 108
+    velocity_bins: int = 0  # 0 = velocity is not tokenized
+
+    @staticmethod
+    def from_dict(data: dict) -> "TokenizerConfig":
+        data = dict(data)
+        data["beat_res"] = tuple(tuple(r) for r in data["beat_res"])
+        return TokenizerConfig(**data)
+
+
+def grid_values(config: TokenizerConfig) -> list[int]:
+    """The step counts a TimeShift or a Duration can take, ascending."""
+    spq = config.steps_per_quarter
+    values: list[int] = []
+    for lo, hi, per_quarter in config.beat_res:
+        if spq % per_quarter:
+            raise ValueError(f"beat_res {per_quarter} per quarter does not divide {spq} steps")
+        step = spq // per_quarter
+        values.extend(range(lo * spq + step, hi * spq + 1, step))
+    return sorted(set(values))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token ids ⇄ events. Fixed by the configuration alone, never by a corpus."""
+
+    config: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+    @property
+    def grid(self) -> list[int]:
+        return grid_values(self.config)
+
+    @property
+    def pitches(self) -> range:
+        return range(self.config.pitch_low, self.config.pitch_high + 1)
+
+    @property
+    def shift_offset(self) -> int:
+        return 3
+
+    @property
+    def pitch_offset(self) -> int:
+        return self.shift_offset + len(self.grid)
+
+    @property
+    def velocity_offset(self) -> int:
+        return self.pitch_offset + len(self.pitches)
+
+    @property
+    def duration_offset(self) -> int:
+        return self.velocity_offset + self.config.velocity_bins
+
+    def __len__(self) -> int:
+        return self.duration_offset + len(self.grid)
+
+    def shift_token(self, steps: int) -> int:
+        return self.shift_offset + self.grid.index(steps)
+
+    def pitch_token(self, pitch: int) -> int:
+        return self.pitch_offset + pitch - self.config.pitch_low
+
+    def duration_token(self, steps: int) -> int:
+        return self.duration_offset + self.grid.index(steps)
+
+    def names(self) -> list[str]:
+        spq = self.config.steps_per_quarter
+        frac = [str(Fraction(v, spq)) for v in self.grid]
+        return (
+            ["PAD", "BOS", "EOS"]
+            + [f"TimeShift_{f}" for f in frac]
+            + [f"Pitch_{p}" for p in self.pitches]
+            + [f"Velocity_{i}" for i in range(self.config.velocity_bins)]
+            + [f"Duration_{f}" for f in frac]
+        )
+
+    def kinds(self) -> np.ndarray:
+        """Kind of every token id: 0 special, 1 shift, 2 pitch, 3 velocity, 4 duration."""
+        kinds = np.zeros(len(self), dtype=np.int8)
+        kinds[self.shift_offset : self.pitch_offset] = 1
+        kinds[self.pitch_offset : self.velocity_offset] = 2
+        kinds[self.velocity_offset : self.duration_offset] = 3
+        kinds[self.duration_offset :] = 4
+        return kinds
+
+    def to_dict(self) -> dict:
+        config = asdict(self.config)
+        return {"config": config, "size": len(self), "tokens": self.names()}
+
+    @staticmethod
+    def from_dict(data: dict) -> "Vocabulary":
+        vocab = Vocabulary(TokenizerConfig.from_dict(data["config"]))
+        if "tokens" in data and data["tokens"] != vocab.names():
+            raise ValueError("vocabulary tokens do not match their configuration")
+        return vocab
+
+
+KIND_SHIFT, KIND_PITCH, KIND_VELOCITY, KIND_DURATION = 1, 2, 3, 4
+
+
+def greedy_split(steps: int, grid: Sequence[int]) -> list[int]:
+    """Canonical decomposition of a time span into grid values, largest first."""
+    parts = []
+    while steps > 0:
+        value = grid[bisect.bisect_right(grid, steps) - 1]
+        parts.append(value)
+        steps -= value
+    return parts
+
+
+def nearest_value(steps: float, grid: Sequence[int], limit: int | None = None) -> int:
+    """The grid value closest to ``steps`` (ties to the shorter), no larger than ``limit``."""
+    candidates = [v for v in grid if limit is None or v <= limit] or [grid[0]]
+    return min(candidates, key=lambda v: (abs(v - steps), v))
+
+
+def velocity_bin(velocity: int, bins: int) -> int:
+    return min(bins - 1, max(0, (velocity - 1) * bins // 127))
+
+
+def bin_velocity(index: int, bins: int) -> int:
+    return int(round(1 + (index + 0.5) * 127 / bins))
+
+
+def fold_pitch(pitch: int, config: TokenizerConfig) -> int:
+    """Bring a pitch into the vocabulary's range by whole octaves."""
+    while pitch < config.pitch_low:
+        pitch += 12
+    while pitch > config.pitch_high:
+        pitch -= 12
+    return pitch
+
+
+def quantize(notes: Iterable[Note], vocab: Vocabulary) -> list[tuple[int, int, int, int]]:
+    """Notes → sorted (onset step, pitch, duration step, velocity) on the grid.
+
+    Same-pitch notes at one onset merge (the longest wins); a pitch struck again while it
+    sounds is cut short at the new onset, as a MIDI note-off would be.
+    """
+    cfg, grid = vocab.config, vocab.grid
+    spq = cfg.steps_per_quarter
+    best: dict[tuple[int, int], tuple[float, int]] = {}
+    for note in notes:
+        onset = max(0, int(round(note.start * spq)))
+        pitch = fold_pitch(int(note.pitch), cfg)
+        length = note.duration * spq
+        key = (onset, pitch)
+        if key not in best or best[key][0] < length:
+            best[key] = (length, int(note.velocity))
+    by_pitch: dict[int, list[int]] = {}
+    for onset, pitch in sorted(best):
+        by_pitch.setdefault(pitch, []).append(onset)
+    events = []
+    for pitch, onsets in by_pitch.items():
+        for i, onset in enumerate(onsets):
+            gap = onsets[i + 1] - onset if i + 1 < len(onsets) else None
+            length, velocity = best[(onset, pitch)]
+            events.append((onset, pitch, nearest_value(length, grid, gap), velocity))
+    events.sort()
+    return events
+
+
+def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
+    """Notes → token ids (BOS … EOS), int32."""
+    grid, bins = vocab.grid, vocab.config.velocity_bins
+    tokens = [BOS]
+    time = 0
+    for onset, pitch, duration, velocity in quantize(notes, vocab):
+        if onset > time:
+            tokens.extend(vocab.shift_token(v) for v in greedy_split(onset - time, grid))
+            time = onset
+        tokens.append(vocab.pitch_token(pitch))
+        if bins:
+            tokens.append(vocab.velocity_offset + velocity_bin(velocity, bins))
+        tokens.append(vocab.duration_token(duration))
+    tokens.append(EOS)
+    return np.asarray(tokens, dtype=np.int32)
+
+
+def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
+    """Token ids → notes. Special tokens are skipped; a pitch without a duration is dropped."""
+    grid, spq, bins = vocab.grid, vocab.config.steps_per_quarter, vocab.config.velocity_bins
+    kinds = vocab.kinds()
+    notes: list[Note] = []
+    time = 0
+    pitch: int | None = None
+    velocity = DEFAULT_VELOCITY
+    for token in tokens:
+        token = int(token)
+        kind = kinds[token]
+        if token == EOS:
+            break
+        if kind == KIND_SHIFT:
+            time += grid[token - vocab.shift_offset]
+            pitch = None
+        elif kind == KIND_PITCH:
+            pitch = token - vocab.pitch_offset + vocab.config.pitch_low
+            velocity = DEFAULT_VELOCITY
+        elif kind == KIND_VELOCITY:
+            velocity = bin_velocity(token - vocab.velocity_offset, bins)
+        elif kind == KIND_DURATION and pitch is not None:
+            steps = grid[token - vocab.duration_offset]
+            notes.append(Note(pitch, time / spq, steps / spq, velocity))
+            pitch = None
+    return notes
+
+
+class Grammar:
+    """Which tokens may follow a prefix. Feed tokens with ``advance``; ask ``allowed()``.
+
+    The rules, which every encoded piece obeys and generation enforces as a mask:
+    BOS first; a Pitch is followed by [Velocity] and a Duration; pitches at one onset ascend;
+    a pitch that still sounds cannot be struck; consecutive TimeShifts are the greedy
+    decomposition of their sum; EOS only after a complete note; nothing after EOS.
+    """
+
+    def __init__(self, vocab: Vocabulary):
+        self.vocab = vocab
+        self.grid = vocab.grid
+        self.kinds = vocab.kinds()
+        self.started = False
+        self.ended = False
+        self.pending: str | None = None  # "pitch" or "velocity" while a note is incomplete
+        self.time = 0
+        self.run: list[int] = []  # trailing TimeShift values
+        self.last_pitch = -1  # highest pitch at the current onset
+        self.note_end = np.zeros(128, dtype=np.int64)
+        self.pitch: int | None = None
+        self.notes = 0
+
+    def allowed(self) -> np.ndarray:
+        v = self.vocab
+        mask = np.zeros(len(v), dtype=bool)
+        if not self.started:
+            mask[BOS] = True
+            return mask
+        if self.ended:
+            return mask
+        if self.pending == "pitch" and v.config.velocity_bins:
+            mask[v.velocity_offset : v.duration_offset] = True
+            return mask
+        if self.pending is not None:
+            mask[v.duration_offset :] = True
+            return mask
+        mask[v.shift_offset : v.pitch_offset] = self.shift_mask()
+        pitches = np.arange(v.config.pitch_low, v.config.pitch_high + 1)
+        mask[v.pitch_offset : v.velocity_offset] = (pitches > self.last_pitch) & (
+            self.note_end[pitches] <= self.time
+        )
+        mask[EOS] = not self.run and self.notes > 0
+        return mask
+
+    def shift_mask(self) -> np.ndarray:
+        if not self.run:
+            return np.ones(len(self.grid), dtype=bool)
+        total = sum(self.run)
+        return np.array([greedy_split(total + g, self.grid)[: len(self.run) + 1] == self.run + [g] for g in self.grid])
+
+    def advance(self, token: int) -> None:
+        v = self.vocab
+        token = int(token)
+        kind = self.kinds[token]
+        if token == BOS:
+            self.started = True
+        elif token == EOS:
+            self.ended = True
+        elif kind == KIND_SHIFT:
+            value = self.grid[token - v.shift_offset]
+            self.run.append(value)
+            self.time += value
+            self.last_pitch = -1
+        elif kind == KIND_PITCH:
+            self.pitch = token - v.pitch_offset + v.config.pitch_low
+            self.pending = "pitch"
+            self.run = []
+        elif kind == KIND_VELOCITY:
+            self.pending = "velocity"
+        elif kind == KIND_DURATION:
+            assert self.pitch is not None
+            self.note_end[self.pitch] = self.time + self.grid[token - v.duration_offset]
+            self.last_pitch = self.pitch
+            self.pending = None
+            self.notes += 1
+
+
+def allowed_next(prefix: Sequence[int], vocab: Vocabulary) -> np.ndarray:
+    """Boolean mask over the vocabulary: the tokens that may follow ``prefix``."""
+    grammar = Grammar(vocab)
+    for token in prefix:
+        grammar.advance(token)
+    return grammar.allowed()
+
+
+def is_grammatical(tokens: Sequence[int], vocab: Vocabulary) -> bool:
+    grammar = Grammar(vocab)
+    for token in tokens:
+        if not grammar.allowed()[int(token)]:
+            return False
+        grammar.advance(token)
+    return True
+
+
+def count_notes(tokens: np.ndarray, vocab: Vocabulary) -> int:
+    """Notes in a token array (one Duration token each)."""
+    return int(np.count_nonzero(np.asarray(tokens) >= vocab.duration_offset))
