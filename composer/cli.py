@@ -15,7 +15,7 @@ import typer
 
 from composer import ComposerError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learn music from MIDI corpora with a stacked LSTM and compose new pieces.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="Learn music from MIDI corpora with a stacked LSTM and compose new pieces.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Bundled and music21 corpora.")
 app.add_typer(corpus_app, name="corpus")
 
@@ -116,6 +116,121 @@ def print_tokenize_summary(summary) -> None:
     )
     for path in summary.written:
         typer.echo(f"wrote {path}")
+
+
+def parse_epochs(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(e) for e in text.split(",") if e.strip()}))
+    except ValueError:
+        raise ComposerError(f"--save-at wants epochs separated by commas, such as 100,150 (got {text!r})") from None
+
+
+@app.command()
+@user_errors
+def train(
+    data: Path = typer.Argument(..., help="a tokenized corpus directory, or a folder of music files"),
+    out: Path = typer.Option(..., "--out", "-o", help="run directory"),
+    epochs: int = typer.Option(150, "--epochs", help="train up to this epoch"),
+    save_at: str = typer.Option("100,150", "--save-at", help="epochs whose checkpoints are kept, e.g. 100,150"),
+    save_every: int = typer.Option(0, "--save-every", help="also keep every N-th epoch (0: off)"),
+    preset: str = typer.Option("small", "--preset", help="small (2 x 256) or full (3 x 512)"),
+    units: Optional[int] = typer.Option(None, "--units", help="LSTM units per layer (overrides the preset)"),
+    layers: Optional[int] = typer.Option(None, "--layers", help="stacked LSTM layers (overrides the preset)"),
+    embedding: Optional[int] = typer.Option(None, "--embedding", help="embedding size (overrides the preset)"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="dropout between layers"),
+    window: int = typer.Option(256, "--window", help="tokens per training window"),
+    batch: int = typer.Option(32, "--batch", help="windows per batch"),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam learning rate"),
+    transpose: int = typer.Option(5, "--transpose", help="random transposition range in semitones (0: off)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run from its last completed epoch"),
+    seed: int = typer.Option(0, "--seed", help="fixes data order, augmentation and initialization"),
+    strategy: str = typer.Option("default", "--strategy", help="default, mirrored (all local GPUs) or multiworker (TF_CONFIG)"),
+    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on GPUs"),
+) -> None:
+    """Train the stacked LSTM, keeping checkpoints at the epochs you name."""
+    from composer.train import TrainConfig, train_run
+
+    config = TrainConfig(
+        epochs=epochs, save_at=parse_epochs(save_at), save_every=save_every, window=window, batch=batch,
+        learning_rate=learning_rate, transpose=transpose, seed=seed, strategy=strategy,
+    )
+    overrides = {"units": units, "layers": layers, "embedding": embedding, "dropout": dropout}
+    bar, update = progress_bar("epoch")
+    with bar:
+        summary = train_run(data, out, config, preset, overrides, resume, mixed_precision, typer.echo, update)
+    print_train_summary(summary)
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+def print_train_summary(summary) -> None:
+    if summary.epochs:
+        best = min(summary.epochs, key=lambda r: r.val_bits_per_note if r.val_bits_per_note == r.val_bits_per_note else 1e9)
+        seconds = sum(r.seconds for r in summary.epochs)
+        typer.echo(
+            f"trained epochs {summary.epochs[0].epoch}-{summary.epochs[-1].epoch} in {seconds:.0f} s; "
+            f"best validation {best.val_bits_per_note:.3f} bits/note at epoch {best.epoch}"
+            + (f" (n-gram baseline {summary.baseline_bits:.3f})" if summary.baseline_bits is not None else "")
+        )
+    for path in dict.fromkeys(summary.written):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def info(run: Path = typer.Argument(..., help="run directory")) -> None:
+    """List a run's checkpoints with their epochs, validation bits per note and sizes."""
+    from composer.runs import Run
+
+    r = Run(run)
+    config = r.config()
+    history = {row["epoch"]: row for row in r.history()}
+    model = config["model"]
+    typer.echo(
+        f"{run}: {model['layers']} x {model['units']} LSTM, vocabulary {model['vocab_size']}, "
+        f"{len(history)} epochs trained"
+    )
+    checkpoints = [(f"epoch {e}", e, p) for e, p in r.saved_epochs().items()]
+    if r.last.exists():
+        checkpoints.append((f"last (epoch {r.last_epoch()})", r.last_epoch(), r.last))
+    typer.echo(f"{'checkpoint':<20} {'val bits/note':>14} {'size':>10}  path")
+    for label, epoch, path in checkpoints:
+        bits = history.get(epoch, {}).get("val_bits_per_note", float("nan"))
+        typer.echo(f"{label:<20} {bits:>14.3f} {path.stat().st_size / 1e6:>8.2f} MB  {path}")
+
+
+@app.command()
+@user_errors
+def generate(
+    run: Path = typer.Argument(..., help="run directory"),
+    epoch: str = typer.Option("last", "--epoch", help="a saved epoch, or last"),
+    num: int = typer.Option(1, "--num", "-n", help="samples, generated together as one batch"),
+    tokens: Optional[int] = typer.Option(None, "--tokens", help="exactly this many tokens after the primer"),
+    bars: Optional[float] = typer.Option(None, "--bars", help="fill this many bars after the primer"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="fill this many seconds after the primer"),
+    temperature: float = typer.Option(1.0, "--temperature", help="below 1: safer; above 1: wilder; 0: greedy"),
+    top_k: int = typer.Option(0, "--top-k", help="sample among the k likeliest tokens (0: off)"),
+    top_p: float = typer.Option(1.0, "--top-p", help="sample from the smallest set holding this probability"),
+    primer: Optional[Path] = typer.Option(None, "--primer", help="a MIDI/MusicXML file whose opening is continued"),
+    primer_bars: float = typer.Option(2.0, "--primer-bars", help="bars of the primer to use"),
+    seed: int = typer.Option(0, "--seed", help="the same seed gives the same samples"),
+    bpm: Optional[float] = typer.Option(None, "--bpm", help="tempo when there is no primer (default: corpus median)"),
+    program: int = typer.Option(0, "--program", help="General MIDI program (0: piano)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
+) -> None:
+    """Compose new pieces from a checkpoint and write them as MIDI."""
+    if sum(x is not None for x in (tokens, bars, seconds)) > 1:
+        raise ComposerError("give one of --tokens, --bars and --seconds")
+    from composer.generate import SampleSettings, generate as run_generate
+
+    settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, tokens=tokens)
+    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out)
+    for path in result.paths:
+        typer.echo(f"wrote {path}")
+    typer.echo(
+        f"{len(result.paths)} samples, {sum(len(t) for t in result.tokens):,} tokens in {result.seconds:.2f} s "
+        f"({result.tokens_per_second:,.0f} new tokens/s)"
+    )
 
 
 def main() -> None:

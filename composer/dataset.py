@@ -7,8 +7,8 @@ A tokenized corpus directory holds
                   tokens, split) and the files that were skipped, with reasons
     tokens.npz    ``tokens`` (all pieces concatenated, int16) and ``offsets`` (n + 1 bounds)
 
-The training windows (``tf.data``) live in ``windows.py`` so that this module never imports
-TensorFlow.
+``training_windows`` streams the training windows with ``tf.data``; TensorFlow is imported
+inside it only, so tokenizing never pays for it.
 """
 
 from __future__ import annotations
@@ -319,3 +319,53 @@ def unique_names(paths: list[Path]) -> list[str]:
     """Short piece names: the file stem, made unique with the parent folder where stems clash."""
     stems = Counter(p.stem for p in paths)
     return [p.stem if stems[p.stem] == 1 else f"{p.parent.name}/{p.stem}" for p in paths]
+
+
+def training_windows(
+    pieces: list[np.ndarray],
+    window: int,
+    batch: int,
+    seed: int,
+    epoch: int,
+    pitch_tokens: tuple[int, int] | None = None,
+    transpose: int = 0,
+):
+    """One epoch of (inputs, targets) batches for next-token training, as a ``tf.data.Dataset``.
+
+    The pieces are one stream; each epoch cuts ``len(stream) // window`` windows at random
+    offsets, so an epoch covers every token about once while no window matrix is ever
+    materialized (memory stays flat as the corpus grows). Offsets and transpositions come
+    from stateless generators seeded by (seed, epoch): the same epoch always sees the same
+    data, resumed or not. ``pitch_tokens`` = (first pitch id, number of pitches) enables a
+    random transposition of up to ±``transpose`` semitones per window, restricted to shifts
+    that keep every pitch of that window in range.
+    """
+    import tensorflow as tf
+
+    stream = np.concatenate(pieces).astype(np.int32)
+    if len(stream) < window + 2:
+        raise ComposerError(f"the training pieces hold {len(stream)} tokens, fewer than one window of {window}")
+    steps = max(1, (len(stream) - 1) // window // batch)
+    stream_t = tf.constant(stream)
+    span = tf.range(window + 1, dtype=tf.int64)
+    epoch_seed = tf.constant([seed, epoch], dtype=tf.int64)
+    starts = tf.random.stateless_uniform(
+        [steps, batch], seed=epoch_seed, minval=0, maxval=len(stream) - window - 1, dtype=tf.int64
+    )
+
+    def cut(index, batch_starts):
+        windows = tf.gather(stream_t, batch_starts[:, None] + span[None, :])
+        if pitch_tokens is not None and transpose > 0:
+            first, count = pitch_tokens
+            is_pitch = (windows >= first) & (windows < first + count)
+            lowest = tf.reduce_min(tf.where(is_pitch, windows - first, count), axis=1)
+            highest = tf.reduce_max(tf.where(is_pitch, windows - first, -1), axis=1)
+            lo = tf.maximum(-transpose, -lowest)
+            hi = tf.minimum(transpose, count - 1 - highest)
+            u = tf.random.stateless_uniform([batch], seed=tf.random.experimental.stateless_fold_in(epoch_seed, index))
+            shift = lo + tf.cast(tf.floor(u * tf.cast(hi - lo + 1, tf.float32)), tf.int32)
+            windows = tf.where(is_pitch, windows + shift[:, None], windows)
+        return windows[:, :-1], windows[:, 1:]
+
+    dataset = tf.data.Dataset.from_tensor_slices(starts).enumerate().map(cut, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE), steps

@@ -21,6 +21,7 @@ quarter, ``Pitch_60`` middle C, ``Velocity_3`` the fourth of ``velocity_bins`` b
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Iterable, Sequence
@@ -75,7 +76,7 @@ class Vocabulary:
 
     config: TokenizerConfig = field(default_factory=TokenizerConfig)
 
-    @property
+    @functools.cached_property
     def grid(self) -> list[int]:
         return grid_values(self.config)
 
@@ -83,19 +84,19 @@ class Vocabulary:
     def pitches(self) -> range:
         return range(self.config.pitch_low, self.config.pitch_high + 1)
 
-    @property
+    @functools.cached_property
     def shift_offset(self) -> int:
         return 3
 
-    @property
+    @functools.cached_property
     def pitch_offset(self) -> int:
         return self.shift_offset + len(self.grid)
 
-    @property
+    @functools.cached_property
     def velocity_offset(self) -> int:
         return self.pitch_offset + len(self.pitches)
 
-    @property
+    @functools.cached_property
     def duration_offset(self) -> int:
         return self.velocity_offset + self.config.velocity_bins
 
@@ -299,10 +300,7 @@ class Grammar:
         return mask
 
     def shift_mask(self) -> np.ndarray:
-        if not self.run:
-            return np.ones(len(self.grid), dtype=bool)
-        total = sum(self.run)
-        return np.array([greedy_split(total + g, self.grid)[: len(self.run) + 1] == self.run + [g] for g in self.grid])
+        return _next_shifts(tuple(self.run), tuple(self.grid))
 
     def advance(self, token: int) -> None:
         v = self.vocab
@@ -329,6 +327,13 @@ class Grammar:
             self.last_pitch = self.pitch
             self.pending = None
             self.notes += 1
+
+
+@functools.lru_cache(maxsize=4096)
+def _next_shifts(run: tuple[int, ...], grid: tuple[int, ...]) -> np.ndarray:
+    """Shift values that keep a run of shifts the greedy decomposition of its sum."""
+    total = sum(run)
+    return np.array([tuple(greedy_split(total + g, grid)[: len(run) + 1]) == run + (g,) for g in grid])
 
 
 def allowed_next(prefix: Sequence[int], vocab: Vocabulary) -> np.ndarray:

@@ -1,0 +1,399 @@
+"""The epoch comparison: plots (PNG) and one static HTML page to listen to checkpoints side by side.
+
+The page is a single ``index.html`` with inline CSS and relative links to the WAV, PNG and MIDI
+files next to it, so it opens from ``file://``, survives being zipped and mailed, and needs no
+server and no network. Everything that comes from data (titles, run names, labels, settings,
+file names) is HTML-escaped, and every link is percent-quoted, so names with ``&``, ``<``,
+quotes or spaces neither break the page nor inject markup.
+
+matplotlib is imported inside the plotting functions (with the file-only Agg backend) so that
+importing this module, and with it ``composer --help``, stays fast and needs no display.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path, PurePath
+from urllib.parse import quote
+
+import numpy as np
+
+from composer import __version__
+from composer.corpus import atomic_path
+from composer.tokens import Note
+
+PITCH_CLASSES = ["C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B"]
+BETTER = ("higher", "lower")
+SIZE = (8.0, 3.0)  # inches at DPI: 800 × 300 px, small enough for a grid of many cells
+DPI = 100
+NOTE_COLOR = "#1f5fa8"
+PRIMER_COLOR = "#9a9a9a"
+PRIMER_SHADE = "#ececec"
+
+
+# ---- plots -----------------------------------------------------------------------------------
+
+
+def _pyplot():
+    """pyplot on the Agg backend: renders to files only, works without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
+    finally:
+        plt.close(fig)  # figures are otherwise kept alive by pyplot and leak across a batch
+    return Path(path)
+
+
+def note_name(pitch: int) -> str:
+    """Scientific pitch notation, middle C (MIDI 60) = C4."""
+    return f"{PITCH_CLASSES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def piano_roll_png(notes: list[Note], path: Path, title: str = "", primer_end: float | None = None) -> Path:
+    """A piano roll (quarters on x, pitch on y); the primer is shaded and drawn in grey."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    end = max([n.start + n.duration for n in notes] + [primer_end or 0.0, 4.0])
+    if primer_end is not None:
+        ax.axvspan(0, primer_end, color=PRIMER_SHADE, zorder=0)
+        ax.axvline(primer_end, color=PRIMER_COLOR, linestyle="--", linewidth=1, zorder=1)
+        # a key at the right of the title line: inside the plot it would hide notes
+        ax.set_title("grey: primer · blue: new", loc="right", fontsize=10, color="#666")
+    if notes:
+        primer = np.array([primer_end is not None and n.start < primer_end for n in notes])
+        ax.barh(
+            [n.pitch for n in notes],
+            [n.duration for n in notes],
+            left=[n.start for n in notes],
+            height=0.8,
+            color=np.where(primer, PRIMER_COLOR, NOTE_COLOR),
+            edgecolor="white",  # a thin gap keeps repeated notes of one pitch apart
+            linewidth=0.5,
+            zorder=2,
+        )
+        low, high = min(n.pitch for n in notes), max(n.pitch for n in notes)
+    else:
+        ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center", color="#999")
+        low, high = 60, 72
+    # at least an octave of headroom keeps a narrow melody from looking like a wide leap
+    middle, half = (low + high) / 2, max(6.5, (high - low) / 2 + 1.5)
+    ax.set_ylim(middle - half, middle + half)
+    octaves = [p for p in range(0, 128, 12) if middle - half <= p <= middle + half]
+    ax.set_yticks(octaves, [note_name(p) for p in octaves])
+    for c in octaves:
+        ax.axhline(c - 0.5, color="#ddd", linewidth=0.6, zorder=1)
+    # bar lines (4/4) every one to a few bars, so that about 16 gridlines show at most
+    ax.set_xlim(0, end)
+    ax.xaxis.set_major_locator(plt.MultipleLocator(4 * math.ceil(end / 64)))
+    ax.grid(axis="x", color="#ddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    # large type: the page shows these images at about half size, side by side
+    ax.set_xlabel("quarter notes", fontsize=10)
+    ax.tick_params(labelsize=10)
+    if title:
+        ax.set_title(title, fontsize=12, loc="left")
+    return _save(fig, path)
+
+
+def _column(history: list[dict], key: str) -> np.ndarray:
+    """One history column as floats; missing or empty entries (e.g. from a CSV) become NaN."""
+    values = []
+    for row in history:
+        value = row.get(key)
+        values.append(float(value) if value not in (None, "") else math.nan)
+    return np.array(values, dtype=float)
+
+
+def curves_png(history: list[dict], marked_epochs: list[int], path: Path, baseline_bits: float | None = None) -> Path:
+    """Validation bits per note (top) and training loss (bottom), with the compared epochs marked."""
+    plt = _pyplot()
+    fig, (bits_ax, loss_ax) = plt.subplots(2, 1, figsize=(8.0, 4.5), sharex=True, layout="constrained")
+    epochs = _column(history, "epoch")
+    series = [
+        (bits_ax, "val_bits_per_note", "validation", NOTE_COLOR),
+        (bits_ax, "train_bits_per_note", "training", PRIMER_COLOR),
+        (loss_ax, "loss", "training", PRIMER_COLOR),
+        (loss_ax, "val_loss", "validation", NOTE_COLOR),
+    ]
+    for ax, key, label, color in series:
+        values = _column(history, key)
+        if np.isfinite(values).any():
+            ax.plot(epochs, values, label=label, color=color, linewidth=1.5)
+    if baseline_bits is not None and math.isfinite(baseline_bits):
+        bits_ax.axhline(baseline_bits, color="#c0392b", linestyle=":", linewidth=1.5,
+                        label=f"n-gram baseline ({baseline_bits:.2f})")
+    for i, epoch in enumerate(marked_epochs):
+        for ax in (bits_ax, loss_ax):
+            ax.axvline(epoch, color="#e67e22", linestyle="--", linewidth=1, label="compared" if i == 0 else None)
+        # the bare number: close epochs would otherwise overlap their labels
+        bits_ax.text(epoch, 1.0, str(epoch), transform=bits_ax.get_xaxis_transform(),
+                     ha="center", va="bottom", fontsize=8, color="#e67e22")
+    bits_ax.set_ylabel("bits per note", fontsize=9)
+    loss_ax.set_ylabel("loss per token", fontsize=9)
+    loss_ax.set_xlabel("epoch", fontsize=9)
+    for ax in (bits_ax, loss_ax):
+        ax.grid(color="#eee")
+        ax.tick_params(labelsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper right")
+    return _save(fig, path)
+
+
+def pitch_class_png(rows: dict[str, np.ndarray], path: Path) -> Path:
+    """Grouped bars of 12-bin pitch-class histograms, each row normalized to shares of its notes.
+
+    Normalizing makes a few generated samples comparable with many real pieces.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    width = 0.8 / max(1, len(rows))
+    for i, (label, histogram) in enumerate(rows.items()):
+        counts = np.asarray(histogram, dtype=float).reshape(12)
+        total = counts.sum()
+        shares = counts / total if total > 0 else counts
+        ax.bar(np.arange(12) - 0.4 + width * (i + 0.5), shares, width=width, label=label)
+    ax.set_xticks(range(12), PITCH_CLASSES)
+    ax.set_ylabel("share of notes", fontsize=9)
+    ax.set_title("pitch classes", fontsize=10, loc="left")
+    ax.grid(axis="y", color="#eee")
+    ax.set_axisbelow(True)
+    ax.tick_params(labelsize=8)
+    if rows:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# ---- the page --------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One sample in the grid; paths are relative to the page."""
+
+    audio: str | None = None
+    image: str | None = None
+    midi: str | None = None
+
+
+@dataclass
+class MetricRow:
+    key: str
+    description: str
+    better: str | None  # "higher", "lower" or None (no ranking, e.g. a statistic to compare with real music)
+    values: dict[str, float]  # row label -> value
+
+    def __post_init__(self) -> None:
+        if self.better is not None and self.better not in BETTER:
+            raise ValueError(f"{self.key}: better must be 'higher', 'lower' or None, not {self.better!r}")
+
+
+@dataclass
+class ComparisonPage:
+    title: str
+    settings: dict[str, str]
+    rows: list[str]  # e.g. ["epoch 100", "epoch 150", "real continuation"]
+    columns: list[str]  # primer names
+    cells: dict[tuple[str, str], Cell]  # (row, column) -> cell
+    metrics: list[MetricRow] = field(default_factory=list)
+    metric_columns: list[str] = field(default_factory=list)  # the epoch labels the metric table compares
+    plots: list[tuple[str, str]] = field(default_factory=list)  # (caption, relative png path)
+
+
+def best_labels(metric: MetricRow, columns: list[str]) -> set[str]:
+    """The columns holding the best value of a metric (ties share it).
+
+    Nothing is best when the metric has no direction, or fewer than two finite values differ.
+    """
+    finite = {c: metric.values[c] for c in columns if c in metric.values and math.isfinite(metric.values[c])}
+    if metric.better is None or len(set(finite.values())) < 2:
+        return set()
+    best = max(finite.values()) if metric.better == "higher" else min(finite.values())
+    return {c for c, v in finite.items() if v == best}
+
+
+def format_value(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if abs(value) >= 10_000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def _url(path: str) -> str:
+    """A relative path as a link: percent-quoted, so ':' cannot start a scheme (javascript:)."""
+    return quote(PurePath(path).as_posix())
+
+
+def _reference_columns(page: ComparisonPage) -> list[str]:
+    """Rows that are not compared but have values (e.g. the real continuation): shown, not ranked."""
+    return [r for r in page.rows if r not in page.metric_columns and any(r in m.values for m in page.metrics)]
+
+
+def _header(page: ComparisonPage) -> str:
+    settings = "".join(
+        f"<div><dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd></div>" for k, v in page.settings.items()
+    )
+    return f'<header><h1>{escape(page.title)}</h1><dl class="settings">{settings}</dl></header>'
+
+
+def _summary_table(page: ComparisonPage) -> str:
+    """One row per compared checkpoint: on how many measures it is best, and a jump to its samples."""
+    ranked = [m for m in page.metrics if m.better is not None]
+    bests = [best_labels(m, page.metric_columns) for m in ranked]
+    body = []
+    for label in page.metric_columns:
+        wins = sum(label in b for b in bests)
+        listen = f'<a href="#row-{page.rows.index(label)}">listen</a>' if label in page.rows else ""
+        body.append(f"<tr><th scope=\"row\">{escape(label)}</th><td>{wins} of {len(ranked)}</td><td>{listen}</td></tr>")
+    return (
+        '<table id="epochs"><thead><tr><th scope="col">checkpoint</th><th scope="col">best on</th>'
+        f'<th scope="col">samples</th></tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def _metric_table(page: ComparisonPage) -> str:
+    references = _reference_columns(page)
+    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in page.metric_columns)
+    head += "".join(f'<th scope="col" class="ref">{escape(c)}</th>' for c in references)
+    body = []
+    for metric in page.metrics:
+        best = best_labels(metric, page.metric_columns)
+        direction = {"higher": "↑ higher is better", "lower": "↓ lower is better"}.get(metric.better or "", "")
+        name = (
+            f'<th scope="row" title="{escape(metric.description)}">{escape(metric.key)}'
+            f'<span class="desc">{escape(metric.description)}</span>'
+            f'<span class="better">{direction}</span></th>'
+        )
+        cells = []
+        for column in page.metric_columns:
+            text = format_value(metric.values.get(column))
+            cells.append(f'<td class="best" title="best">{text}</td>' if column in best else f"<td>{text}</td>")
+        cells += [f'<td class="ref">{format_value(metric.values.get(c))}</td>' for c in references]
+        body.append(f"<tr>{name}{''.join(cells)}</tr>")
+    return (
+        f'<table id="metrics"><thead><tr><th scope="col">measure</th>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def _plots(page: ComparisonPage) -> str:
+    return "".join(
+        f'<figure><img src="{_url(src)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+        for caption, src in page.plots
+    )
+
+
+def _cell(cell: Cell | None, row: str, column: str) -> str:
+    if cell is None:
+        return '<td class="missing">–</td>'
+    parts = []
+    if cell.audio:
+        parts.append(f'<audio controls preload="auto" src="{_url(cell.audio)}"></audio>')
+    if cell.image:
+        parts.append(f'<img src="{_url(cell.image)}" alt="{escape(f"piano roll: {row}, {column}")}">')
+    links = [f'<a href="{_url(p)}" download>{kind}</a>' for kind, p in (("MIDI", cell.midi), ("WAV", cell.audio)) if p]
+    if links:
+        parts.append(f'<div class="files">{"".join(links)}</div>')
+    return f"<td>{''.join(parts)}</td>"
+
+
+def _grid(page: ComparisonPage) -> str:
+    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in page.columns)
+    body = []
+    for i, row in enumerate(page.rows):
+        cells = "".join(_cell(page.cells.get((row, c)), row, c) for c in page.columns)
+        body.append(f'<tr id="row-{i}"><th scope="row">{escape(row)}</th>{cells}</tr>')
+    return (
+        f'<div class="scroll"><table id="grid"><thead><tr><th></th>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table></div>'
+    )
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1280px;margin:0 auto;
+ padding:1rem 1.5rem 3rem;color:#222;background:#fff;line-height:1.4}
+h1{font-size:1.5rem;margin:0 0 .4rem}
+h2{font-size:1.1rem;margin:1.8rem 0 .6rem;padding-bottom:.2rem;border-bottom:1px solid #ddd}
+dl.settings{display:flex;flex-wrap:wrap;gap:.2rem 1.4rem;margin:0;font-size:.85rem;color:#555}
+dl.settings div{display:flex;gap:.35rem}
+dt{font-weight:600}
+dd{margin:0}
+table{border-collapse:collapse}
+th,td{padding:.4rem .7rem;border-bottom:1px solid #e6e6e6;text-align:left;vertical-align:top}
+thead th{border-bottom:2px solid #ccc}
+#metrics td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+#metrics tbody th{font-weight:600}
+td.best{background:#dcf2e1;font-weight:700}
+.ref{color:#888}
+.desc,.better{display:block;font-size:.78rem;font-weight:normal;color:#777}
+.hint{color:#555;font-size:.9rem;margin:.2rem 0 .8rem}
+figure{margin:0 0 1.2rem}
+figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.85rem;color:#555}
+.scroll{overflow-x:auto}
+#grid tbody th{white-space:nowrap}
+#grid td{min-width:18rem}
+#grid audio{width:100%;display:block}
+#grid img{width:100%;display:block;margin:.3rem 0}
+.files a{font-size:.85rem;margin-right:.9rem}
+.missing{color:#aaa}
+footer{margin-top:2rem;font-size:.8rem;color:#888}
+"""
+
+# Optional nicety, the page works without it: starting one player pauses the others, so two
+# samples never sound at once while comparing. Inline, so the page stays self-contained.
+PAUSE_OTHERS = (
+    "<script>document.addEventListener('play',function(e){document.querySelectorAll('audio')"
+    ".forEach(function(a){if(a!==e.target)a.pause();});},true);</script>"
+)
+
+
+def render_page(page: ComparisonPage) -> str:
+    """The page as one HTML string (see write_page)."""
+    plots = f'<section id="plots"><h2>Plots</h2>{_plots(page)}</section>' if page.plots else ""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(page.title)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+{_header(page)}
+<main>
+<section id="summary"><h2>Checkpoints compared</h2>{_summary_table(page)}</section>
+<section id="measures"><h2>Measures</h2>{_metric_table(page)}</section>
+{plots}
+<section id="listen"><h2>Listen</h2>
+<p class="hint">Each row is a checkpoint, each column continues the same primer.
+In the piano rolls the primer is shaded grey; the new music is blue.</p>
+{_grid(page)}</section>
+</main>
+<footer>composer {escape(__version__)} · all files sit next to this page; zip the folder to share it.</footer>
+{PAUSE_OTHERS}
+</body>
+</html>
+"""
+
+
+def write_page(page: ComparisonPage, directory: Path) -> Path:
+    """Write ``directory/index.html`` atomically and return its path."""
+    path = Path(directory) / "index.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_page(page), encoding="utf-8")  # the page declares utf-8, whatever the locale
+    return path

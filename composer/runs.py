@@ -1,0 +1,125 @@
+"""The run directory: every path of a training run is computed here and nowhere else.
+
+    RUN/run.json                      model, vocabulary, data and training configuration
+    RUN/history.csv                   one row per epoch
+    RUN/baseline.json                 the n-gram yardstick on the run's corpus
+    RUN/corpus/                       the tokenized corpus, when training started from MIDI files
+    RUN/checkpoints/epoch-0100.keras  kept epochs
+    RUN/checkpoints/last.keras        the last completed epoch, with optimizer state
+    RUN/checkpoints/last.json         which epoch last.keras holds
+    RUN/logs/                         TensorBoard
+    RUN/samples/epoch-0100/           generated MIDI
+    RUN/compare/<stamp>/              comparison pages
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer import ComposerError
+
+HISTORY_FIELDS = ["epoch", "loss", "val_loss", "val_bits_per_note", "seconds"]
+
+
+@dataclass(frozen=True)
+class Run:
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.resolve().name
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.root / "baseline.json"
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}.keras"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.keras"
+
+    @property
+    def last_state(self) -> Path:
+        return self.checkpoints / "last.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def samples(self, label: str) -> Path:
+        return self.root / "samples" / label
+
+    def compare(self, stamp: str) -> Path:
+        return self.root / "compare" / stamp
+
+    # ---- reading --------------------------------------------------------------------
+
+    def config(self) -> dict:
+        if not self.config_path.exists():
+            raise ComposerError(f"{self.root}: not a training run (no run.json)")
+        try:
+            return json.loads(self.config_path.read_text())
+        except ValueError as error:
+            raise ComposerError(f"{self.config_path}: damaged ({error})") from None
+
+    def saved_epochs(self) -> dict[int, Path]:
+        found = {}
+        for path in sorted(self.checkpoints.glob("epoch-*.keras")):
+            match = re.fullmatch(r"epoch-(\d+)\.keras", path.name)
+            if match:
+                found[int(match.group(1))] = path
+        return found
+
+    def last_epoch(self) -> int:
+        if not self.last_state.exists():
+            return 0
+        return int(json.loads(self.last_state.read_text())["epoch"])
+
+    def resolve(self, epoch: str) -> tuple[str, Path]:
+        """'150' or 'last' → (label such as 'epoch-0150', checkpoint path)."""
+        saved = self.saved_epochs()
+        if epoch == "last":
+            if not self.last.exists():
+                raise ComposerError(f"{self.root}: no checkpoint yet")
+            return f"epoch-{self.last_epoch():04d}", self.last
+        if not epoch.isdigit() or int(epoch) not in saved:
+            available = ", ".join(str(e) for e in saved) or "none"
+            raise ComposerError(f"{self.root}: no checkpoint for epoch {epoch} (available: {available}, last)")
+        return f"epoch-{int(epoch):04d}", saved[int(epoch)]
+
+    def resolve_many(self, epochs: str) -> list[tuple[str, Path]]:
+        """'100,150', 'all' or 'last' → checkpoints in epoch order."""
+        if epochs == "all":
+            saved = self.saved_epochs()
+            if not saved:
+                raise ComposerError(f"{self.root}: no saved epochs")
+            return [(f"epoch-{e:04d}", p) for e, p in sorted(saved.items())]
+        return [self.resolve(e.strip()) for e in epochs.split(",") if e.strip()]
+
+    def history(self) -> list[dict]:
+        if not self.history_path.exists():
+            return []
+        with open(self.history_path, newline="") as f:
+            return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -1,0 +1,341 @@
+"""Training: epochs over random windows, checkpoints at chosen epochs, history, resume.
+
+Read top to bottom: ``train_run`` prepares a run (corpus, vocabulary check, n-gram yardstick,
+run.json), ``fit`` runs the epochs. Every epoch ends the same way: validation bits per note,
+one history row, the kept checkpoint if this epoch was asked for, then ``last.keras`` (with
+optimizer state) and ``last.json``. Files are written to a temporary name and renamed, so a
+kill loses at most the epoch that was running.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from composer import ComposerError
+from composer.corpus import atomic_path, write_text
+from composer.model import ModelConfig, build_model, load_checkpoint
+from composer.runs import HISTORY_FIELDS, Run
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 150
+    save_at: tuple[int, ...] = (100, 150)
+    save_every: int = 0
+    window: int = 256
+    batch: int = 32
+    learning_rate: float = 1e-3
+    clip_norm: float = 1.0
+    transpose: int = 5
+    seed: int = 0
+    strategy: str = "default"
+
+    def keeps(self, epoch: int) -> bool:
+        return epoch in self.save_at or (self.save_every > 0 and epoch % self.save_every == 0)
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    loss: float
+    val_loss: float
+    val_bits_per_note: float
+    seconds: float
+    saved: Path | None = None
+
+
+@dataclass
+class TrainSummary:
+    run: Path
+    epochs: list[EpochResult] = field(default_factory=list)
+    interrupted: bool = False
+    baseline_bits: float | None = None
+    written: list[Path] = field(default_factory=list)
+
+
+# ---- the epochs ------------------------------------------------------------------------
+
+
+def compile_model(model, config: TrainConfig) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+
+def token_nll(model, pieces: list[np.ndarray], batch: int = 16) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole pieces."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def per_token(x, y):
+        logits = tf.cast(model(x, training=False), tf.float32)
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+    total, count = 0.0, 0
+    for start in range(0, len(order), batch):
+        group = [pieces[i] for i in order[start : start + batch]]
+        # pad to a multiple of 64 so a handful of shapes cover every batch (fewer retraces)
+        width = int(math.ceil((max(len(p) for p in group) - 1) / 64) * 64)
+        x = np.zeros((len(group), width), np.int32)
+        y = np.zeros((len(group), width), np.int32)
+        mask = np.zeros((len(group), width), bool)
+        for row, piece in enumerate(group):
+            n = len(piece) - 1
+            x[row, :n], y[row, :n], mask[row, :n] = piece[:-1], piece[1:], True
+        nll = per_token(tf.constant(x), tf.constant(y)).numpy()
+        total += float(nll[mask].sum())
+        count += int(mask.sum())
+    return total, count
+
+
+def fit(
+    model,
+    run: Run,
+    train: list[np.ndarray],
+    validation: list[np.ndarray],
+    validation_notes: int,
+    config: TrainConfig,
+    first_epoch: int = 1,
+    pitch_tokens: tuple[int, int] | None = None,
+    on_epoch: Callable[[EpochResult], None] = lambda result: None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[EpochResult]:
+    """Train epochs first_epoch..config.epochs; write checkpoints and history as each one ends."""
+    import keras
+
+    from composer.dataset import training_windows
+
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run.logs), write_graph=False, profile_batch=0)]
+    if progress is not None:
+        callbacks.append(_BatchProgress(progress))
+    results = []
+    for epoch in range(first_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        windows, steps = training_windows(
+            train, config.window, config.batch, config.seed, epoch, pitch_tokens, config.transpose
+        )
+        history = model.fit(
+            windows, epochs=epoch, initial_epoch=epoch - 1, steps_per_epoch=steps, verbose=0, callbacks=callbacks
+        )
+        loss = float(history.history["loss"][-1])
+        val_loss = val_bits = float("nan")
+        if validation:
+            nll, tokens = token_nll(model, validation)
+            val_loss = nll / tokens
+            val_bits = nll / math.log(2) / max(1, validation_notes)
+        seconds = time.perf_counter() - started
+        result = EpochResult(epoch, loss, val_loss, val_bits, seconds)
+        append_history(run, result)
+        if config.keeps(epoch):
+            result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False)
+        save_model(model, run.last, include_optimizer=True)
+        write_text(run.last_state, json.dumps({"epoch": epoch}))
+        results.append(result)
+        on_epoch(result)
+    return results
+
+
+class _BatchProgress:
+    """Keras callback that reports (batches done, batches per epoch)."""
+
+    def __new__(cls, report: Callable[[int, int], None]):
+        import keras
+
+        class Progress(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                report(0, self.params.get("steps") or 0)
+
+            def on_train_batch_end(self, batch, logs=None):
+                report(batch + 1, self.params.get("steps") or 0)
+
+        return Progress()
+
+
+def save_model(model, path: Path, include_optimizer: bool) -> Path:
+    """Save atomically; kept epochs leave the optimizer out (a third of the size)."""
+    import keras
+
+    with atomic_path(path) as tmp:
+        if include_optimizer:
+            model.save(tmp)
+        else:
+            copy = keras.models.clone_model(model)
+            copy.set_weights(model.get_weights())
+            copy.save(tmp)
+    return path
+
+
+def append_history(run: Run, result: EpochResult) -> None:
+    """Rewrite history.csv with the new row, dropping rows from epochs being redone."""
+    rows = [r for r in run.history() if r["epoch"] < result.epoch]
+    rows.append({k: getattr(result, k) for k in HISTORY_FIELDS})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, HISTORY_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(run.history_path, buffer.getvalue())
+
+
+# ---- a run ---------------------------------------------------------------------------------
+
+
+def load_corpus(data: Path, run: Run, report: Callable[[str], None]):
+    """DATA is a tokenized corpus, or music files tokenized (with the cache) into RUN/corpus."""
+    from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
+
+    if (data / "corpus.json").exists():
+        return TokenCorpus.load(data), data
+    if not data.exists():
+        raise ComposerError(f"{data}: no such file or folder")
+    summary = tokenize_corpus([data], run.corpus_dir, cache_dir=default_cache_dir())
+    report(
+        f"tokenized {summary.pieces} pieces from {data} ({summary.tokens:,} tokens, "
+        f"{len(summary.skipped)} files skipped, {summary.cache_hits} from cache) into {run.corpus_dir}"
+    )
+    return TokenCorpus.load(run.corpus_dir), run.corpus_dir
+
+
+def distribution_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ComposerError("--strategy multiworker needs TF_CONFIG listing the machines")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name != "default":
+        raise ComposerError(f"unknown strategy {name!r} (choose {', '.join(STRATEGIES)})")
+    return tf.distribute.get_strategy()
+
+
+def train_run(
+    data: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    preset: str = "small",
+    model_overrides: dict | None = None,
+    resume: bool = False,
+    mixed_precision: bool = False,
+    report: Callable[[str], None] = print,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainSummary:
+    from composer.baseline import baseline_scores, best_baseline
+
+    run = Run(run_dir)
+    summary = TrainSummary(run=run_dir)
+    previous = run.config() if resume else None
+    if not resume and run.last.exists():
+        raise ComposerError(f"{run_dir} already holds a run; add --resume to continue it or choose another --out")
+    if resume and not run.last.exists():
+        raise ComposerError(f"{run_dir}: nothing to resume (no checkpoints/last.keras)")
+    corpus, corpus_dir = load_corpus(data, run, report)
+    vocab = corpus.vocab
+    if previous is not None and previous["vocabulary"] != vocab.to_dict():
+        raise ComposerError(
+            f"{corpus_dir}: its vocabulary ({len(vocab)} tokens) differs from the run's "
+            f"({previous['vocabulary']['size']} tokens); tokenize with the run's settings"
+        )
+    train, validation = corpus.split("train"), corpus.split("validation")
+    validation_notes = sum(p.notes for p in corpus.records("validation"))
+    if not train:
+        raise ComposerError(f"{corpus_dir}: no training pieces")
+
+    if run.baseline_path.exists():
+        baseline = json.loads(run.baseline_path.read_text())
+    else:
+        scores = baseline_scores(train, validation, vocab) if validation else []
+        baseline = {"scores": [asdict(s) for s in scores], "best": asdict(best_baseline(scores)) if scores else None}
+        summary.written.append(write_text(run.baseline_path, json.dumps(baseline, indent=1)))
+    if baseline["best"]:
+        summary.baseline_bits = baseline["best"]["bits_per_note"]
+        report(f"n-gram baseline: {summary.baseline_bits:.3f} bits per note (n = {baseline['best']['order']})")
+
+    import keras
+
+    if previous is not None:
+        model_config = ModelConfig(**previous["model"])
+        for key in ("window", "batch", "transpose", "seed", "learning_rate", "clip_norm"):
+            setattr(config, key, previous["train"][key])
+    else:
+        model_config = ModelConfig.preset(
+            preset, len(vocab), mixed_precision=mixed_precision, **(model_overrides or {})
+        )
+    if model_config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(config.seed)
+    with distribution_strategy(config.strategy).scope():
+        if previous is not None:
+            model = load_checkpoint(run.last, len(vocab), compile=True)
+            first_epoch = run.last_epoch() + 1
+        else:
+            model = build_model(model_config)
+            compile_model(model, config)
+            first_epoch = 1
+    if first_epoch > config.epochs:
+        report(f"{run_dir} has already trained {first_epoch - 1} epochs; raise --epochs to continue")
+        return summary
+
+    run_config = {
+        "model": model_config.to_dict(),
+        "vocabulary": vocab.to_dict(),
+        "train": {**asdict(config), "save_at": list(config.save_at)},
+        "data": {
+            "source": str(data),
+            "corpus": str(corpus_dir),
+            "train_pieces": len(train),
+            "validation_pieces": len(validation),
+            "train_tokens": int(sum(len(p) for p in train)),
+            "validation_notes": validation_notes,
+            "median_bpm": float(np.median([p.tempo for p in corpus.pieces])),
+            "time_signature": _most_common([p.time_signature for p in corpus.pieces]),
+        },
+        "baseline": baseline["best"],
+    }
+    summary.written.append(write_text(run.config_path, json.dumps(run_config, indent=1)))
+
+    pitch_tokens = (vocab.pitch_offset, len(vocab.pitches))
+    best = summary.baseline_bits
+
+    def announce(result: EpochResult) -> None:
+        versus = f" (n-gram {best:.3f})" if best is not None else ""
+        kept = f"  saved {result.saved}" if result.saved else ""
+        report(
+            f"epoch {result.epoch}/{config.epochs}  loss {result.loss:.4f}  "
+            f"validation {result.val_bits_per_note:.3f} bits/note{versus}  {result.seconds:.1f} s{kept}"
+        )
+
+    try:
+        summary.epochs = fit(
+            model, run, train, validation, validation_notes, config, first_epoch, pitch_tokens, announce, progress
+        )
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        done = run.last_epoch()
+        report(
+            f"interrupted: epoch {done} is the last completed one, saved in {run.last}; continue with "
+            f"`composer train {data} --out {run_dir} --epochs {config.epochs} --resume`"
+        )
+    summary.written += [run.history_path, run.last] + [r.saved for r in summary.epochs if r.saved]
+    return summary
+
+
+def _most_common(values: list[str]) -> str:
+    return max(set(values), key=values.count) if values else "4/4"
