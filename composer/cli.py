@@ -178,6 +178,35 @@ def print_train_summary(summary) -> None:
 
 @app.command()
 @user_errors
+def baseline(
+    data: Path = typer.Argument(..., help="a tokenized corpus directory, or a folder of music files"),
+    max_order: int = typer.Option(16, "--max-order", help="highest n-gram order to fit"),
+) -> None:
+    """The yardstick: held-out bits per note of smoothed n-gram models (modified Kneser-Ney) for each n."""
+    import tempfile
+
+    from composer.baseline import baseline_scores, best_baseline
+    from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if not (data / "corpus.json").exists():
+            tokenize_corpus([data], Path(scratch), cache_dir=default_cache_dir())
+            data = Path(scratch)
+        corpus = TokenCorpus.load(data)
+    train, validation = corpus.split("train"), corpus.split("validation")
+    if not validation or not train:
+        raise ComposerError(f"{data}: the baseline needs both training and validation pieces")
+    scores = baseline_scores(train, validation, corpus.vocab, max_order)
+    best = best_baseline(scores)
+    typer.echo(f"{'n':>3} {'bits/note':>10} {'bits/token':>11}")
+    for score in scores:
+        mark = "  <- best" if score is best else ""
+        typer.echo(f"{score.order:>3} {score.bits_per_note:>10.3f} {score.bits_per_token:>11.3f}{mark}")
+    typer.echo(f"best: n = {best.order}, {best.bits_per_note:.3f} bits per note on {len(validation)} validation pieces")
+
+
+@app.command()
+@user_errors
 def info(run: Path = typer.Argument(..., help="run directory")) -> None:
     """List a run's checkpoints with their epochs, validation bits per note and sizes."""
     from composer.runs import Run
@@ -231,6 +260,71 @@ def generate(
         f"{len(result.paths)} samples, {sum(len(t) for t in result.tokens):,} tokens in {result.seconds:.2f} s "
         f"({result.tokens_per_second:,.0f} new tokens/s)"
     )
+
+
+@app.command()
+@user_errors
+def compare(
+    run: Path = typer.Argument(..., help="run directory"),
+    epochs: str = typer.Option("100,150", "--epochs", help="saved epochs to compare, e.g. 100,150, or all"),
+    num: int = typer.Option(4, "--num", "-n", help="primers (columns of the page)"),
+    primer: Optional[Path] = typer.Option(None, "--primer", help="continue this file instead of validation openings"),
+    primer_from: str = typer.Option("validation", "--primer-from", help="validation: openings of held-out pieces"),
+    primer_bars: float = typer.Option(2.0, "--primer-bars", help="bars of each primer"),
+    bars: float = typer.Option(16.0, "--bars", help="bars to generate after each primer"),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    top_k: int = typer.Option(0, "--top-k"),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: int = typer.Option(0, "--seed", help="the same seeds for every epoch"),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="a General MIDI .sf2 (default: TimGM6mb from pretty_midi)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the page (default: RUN/compare/<stamp>)"),
+) -> None:
+    """Listen to epochs side by side: the same primers continued by each checkpoint, with metrics."""
+    if primer_from != "validation":
+        raise ComposerError(f"--primer-from {primer_from!r}: only 'validation' is known")
+    from composer.compare import CompareSettings, compare as run_compare
+
+    settings = CompareSettings(num, bars, primer, primer_bars, temperature, top_k, top_p, seed, soundfont)
+    result = run_compare(run, epochs, settings, typer.echo, out)
+    print_compare_summary(result)
+
+
+def print_compare_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = ["val_bits_per_note", "train_bits_per_note", "overlap_mean", "scale_consistency", "mean_longest_copy", "mean_window_share"]
+    table = Table(title="comparison")
+    table.add_column("")
+    for key in shown:
+        table.add_column(key.replace("_", " "), justify="right")
+    for row, values in result.metrics.items():
+        table.add_row(row, *(f"{values.get(k, float('nan')):.3f}" for k in shown))
+    Console().print(table)
+    for path in result.written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"open {result.page}")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("outputs/demo"), "--out", "-o", help="run directory of the demo"),
+    epochs: int = typer.Option(12, "--epochs", help="epochs to train"),
+    save_at: str = typer.Option("4,8,12", "--save-at", help="epochs kept and compared"),
+    num: int = typer.Option(2, "--num", "-n", help="primers on the comparison page"),
+    bars: float = typer.Option(8.0, "--bars", help="bars generated after each primer"),
+) -> None:
+    """The whole pipeline on the bundled Bach chorales: tokenize, train, compare, print the page."""
+    from composer.demo import demo as run_demo
+
+    bar, update = progress_bar("epoch")
+    with bar:
+        result = run_demo(out, epochs, parse_epochs(save_at), num, bars, typer.echo, update)
+    for path in dict.fromkeys(result.written):
+        typer.echo(f"wrote {path}")
+    for page in result.pages:
+        typer.echo(f"open {page}")
 
 
 def main() -> None:

@@ -212,8 +212,8 @@ def assign_splits(tokens: list[np.ndarray], hashes: list[str], validation_share:
     """Hash-based split by piece that keeps near-duplicates on one side.
 
     Pieces sharing at least half of their 16-token windows (the same chorale harmonized twice,
-    say) form one group; a group's side comes from the hash of its first member, so the split
-    is deterministic and does not depend on file names or order.
+    say) form one group, and a group goes to one side whole. The split depends on the files'
+    contents only, not on their names or order.
     """
     n = len(tokens)
     parent = list(range(n))
@@ -241,12 +241,16 @@ def assign_splits(tokens: list[np.ndarray], hashes: list[str], validation_share:
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
         groups[root(i)].append(i)
+    # groups in the order of their first member's hash fill validation up to its share: the
+    # same corpus always splits the same way, and the share is met exactly, not just on average
     splits = ["train"] * n
-    for members in groups.values():
-        anchor = min(hashes[i] for i in members)
-        if int(anchor[:8], 16) / 0xFFFFFFFF < validation_share:
-            for i in members:
-                splits[i] = "validation"
+    held = 0
+    for members in sorted(groups.values(), key=lambda m: min(hashes[i] for i in m)):
+        if held + len(members) > validation_share * n:
+            continue
+        for i in members:
+            splits[i] = "validation"
+        held += len(members)
     return splits
 
 

@@ -377,12 +377,12 @@ def render_page(page: ComparisonPage) -> str:
 {_header(page)}
 <main>
 <section id="summary"><h2>Checkpoints compared</h2>{_summary_table(page)}</section>
-<section id="measures"><h2>Measures</h2>{_metric_table(page)}</section>
-{plots}
 <section id="listen"><h2>Listen</h2>
 <p class="hint">Each row is a checkpoint, each column continues the same primer.
 In the piano rolls the primer is shaded grey; the new music is blue.</p>
 {_grid(page)}</section>
+<section id="measures"><h2>Measures</h2>{_metric_table(page)}</section>
+{plots}
 </main>
 <footer>composer {escape(__version__)} · all files sit next to this page; zip the folder to share it.</footer>
 {PAUSE_OTHERS}

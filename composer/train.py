@@ -81,7 +81,7 @@ def token_nll(model, pieces: list[np.ndarray], batch: int = 16) -> tuple[float, 
     """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole pieces."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
     def per_token(x, y):
         logits = tf.cast(model(x, training=False), tf.float32)
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
@@ -131,7 +131,7 @@ def fit(
             train, config.window, config.batch, config.seed, epoch, pitch_tokens, config.transpose
         )
         history = model.fit(
-            windows, epochs=epoch, initial_epoch=epoch - 1, steps_per_epoch=steps, verbose=0, callbacks=callbacks
+            windows, epochs=epoch, initial_epoch=epoch - 1, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False
         )
         loss = float(history.history["loss"][-1])
         val_loss = val_bits = float("nan")
