@@ -22,7 +22,6 @@ MIDI_SUFFIXES = {".mid", ".midi"}
 MUSIC21_SUFFIXES = {".xml", ".mxl", ".musicxml", ".abc", ".krn"}
 SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES
 DEFAULT_MAX_BYTES = 10_000_000
-MAX_RESOLUTION = 32_768  # ticks per quarter; real files use 96..1920
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute
 
 
@@ -58,7 +57,7 @@ def read_piece(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Piece:
     if size == 0:
         raise UnusableFile("empty file")
     if size > max_bytes:
-        raise UnusableFile(f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB size limit")
+        raise UnusableFile(f"{size / 1e6:.3g} MB is over the {max_bytes / 1e6:g} MB size limit")
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
         piece = read_midi(path)
@@ -77,8 +76,17 @@ def read_midi(path: Path) -> Piece:
     import pretty_midi
 
     with open(path, "rb") as f:
-        if f.read(4) != b"MThd":
-            raise UnusableFile("not a MIDI file (no MThd header)")
+        header = f.read(14)
+    if header[:4] != b"MThd":
+        raise UnusableFile("not a MIDI file (no MThd header)")
+    if len(header) < 14:
+        raise UnusableFile("damaged MIDI file (header cut short)")
+    # checked before pretty_midi, which fails on these with unrelated messages
+    division = int.from_bytes(header[12:14], "big", signed=True)
+    if division < 0:
+        raise UnusableFile("SMPTE time-code resolution (frames per second) is not supported")
+    if division == 0:
+        raise UnusableFile("absurd resolution of 0 ticks per quarter")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -86,8 +94,6 @@ def read_midi(path: Path) -> Piece:
     except Exception as error:  # mido and pretty_midi raise many types for damaged files
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UnusableFile(f"damaged MIDI file ({reason})") from None
-    if not 0 < midi.resolution <= MAX_RESOLUTION:
-        raise UnusableFile(f"absurd resolution of {midi.resolution} ticks per quarter")
     _, tempi = midi.get_tempo_changes()
     if len(tempi) and not all(TEMPO_RANGE[0] <= t <= TEMPO_RANGE[1] for t in tempi):
         raise UnusableFile(f"absurd tempo of {max(tempi, key=lambda t: abs(np.log(t / 120))):.3g} bpm")
@@ -128,7 +134,8 @@ def read_music21(path: Path) -> Piece:
     import music21
 
     try:
-        score = music21.converter.parse(str(path))
+        # forceSource: no pickle cache under /tmp; stripTies: a tied note is one sounding note
+        score = music21.converter.parse(str(path), forceSource=True).stripTies()
     except Exception as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UnusableFile(f"unreadable by music21 ({reason})") from None

@@ -1,0 +1,225 @@
+"""Sampling speed: the stateful NumPy step (`composer.generate.sample` + `LSTMStepper`) against the classic
+loop that re-runs a window of the last tokens through the Keras model for every new token.
+
+    .venv/bin/python benchmarks/generate_speed.py                       # an untrained small-preset model
+    .venv/bin/python benchmarks/generate_speed.py --run outputs/RUN --epoch 150
+
+The weights do not change the speed, so without --run an untrained model of the small preset (2 x 256)
+is built. Times exclude start-up (importing TensorFlow, loading or building the model, first calls).
+Every method uses the same grammar mask and the same filtering of the logits, so the difference is the
+model evaluation. Each row is the best of --repeat runs (the eager row: one run); the stepper rows run
+before any Keras call, whose thread pools would otherwise compete with NumPy's.
+
+Rows:
+  stepper, 1 stream         `sample(..., tokens=N)`: N tokens, the length-fitting search at the end included
+  stepper, steady state     the same run less its first 50 and last 20 tokens (timed by the progress callback)
+  stepper, batch of B       B streams advanced together; total tokens per second
+  keras model(x) (eager)    the classic loop: the last W tokens through the model for each new token, eagerly
+  keras model.predict       the same with `model.predict`, as most tutorials write it
+  keras predict_on_batch    the same, compiled once, without predict's per-call data pipeline
+  keras tf.function(model)  the same, compiled once: the fastest form of the classic loop
+The classic loops start from a W-token opening, so each runs a single input shape (traced in the warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run", type=Path, help="a run directory (default: an untrained small-preset model)")
+    parser.add_argument("--epoch", default="last", help="the run's checkpoint to load (a saved epoch or last)")
+    parser.add_argument("--preset", default="small", help="preset of the untrained model when there is no --run")
+    parser.add_argument("--tokens", type=int, default=2000, help="tokens sampled by the stepper, single stream")
+    parser.add_argument("--batch", type=int, default=16, help="streams of the batched stepper run")
+    parser.add_argument("--batch-tokens", type=int, default=500, help="tokens per stream in the batched run")
+    parser.add_argument("--window", type=int, default=100, help="tokens re-run per step by the classic loop")
+    parser.add_argument("--classic-tokens", type=int, default=100, help="tokens of the compiled classic loops")
+    parser.add_argument("--predict-tokens", type=int, default=30, help="tokens of the model.predict loop (0: skip)")
+    parser.add_argument("--eager-tokens", type=int, default=5, help="tokens of the eager model(x) loop, 0.3-2 s each (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the best is shown")
+    parser.add_argument("--blas-threads", type=int, help="cap NumPy's BLAS threads (default: as the environment says)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def load(args):
+    """(model, vocabulary, description), built or loaded before any timing."""
+    from composer.model import ModelConfig, build_model, load_checkpoint
+    from composer.tokens import Vocabulary
+
+    if args.run is None:
+        vocab = Vocabulary()
+        return build_model(ModelConfig.preset(args.preset, len(vocab))), vocab, f"untrained {args.preset} preset"
+    from composer.runs import Run
+
+    run = Run(args.run)
+    vocab = Vocabulary.from_dict(run.config()["vocabulary"])
+    label, path = run.resolve(args.epoch)
+    return load_checkpoint(path, len(vocab)), vocab, f"{args.run} {label}"
+
+
+class NoEOS:
+    """The stepper with EOS masked out, so every stream runs its whole length (costs nothing measurable)."""
+
+    def __init__(self, stepper, eos: int):
+        self.stepper, self.eos = stepper, eos
+
+    def initial_state(self, batch):
+        return self.stepper.initial_state(batch)
+
+    def step(self, tokens, state):
+        logits, state = self.stepper.step(tokens, state)
+        logits[:, self.eos] = -1e9
+        return logits, state
+
+
+def stepper_run(stepper, vocab, streams: int, tokens: int, settings_kwargs: dict):
+    """(seconds, tokens generated in all, one timestamp per step) for one sample() call."""
+    import numpy as np
+
+    from composer.generate import SampleSettings, sample
+    from composer.tokens import BOS
+
+    stamps: list[float] = []
+    settings = SampleSettings(tokens=tokens, **settings_kwargs)
+    primers = [np.array([BOS], np.int32)] * streams
+    started = time.perf_counter()
+    samples = sample(stepper, vocab, primers, settings, progress=lambda n: stamps.append(time.perf_counter()))
+    seconds = time.perf_counter() - started
+    return seconds, sum(len(s) - 2 for s in samples), stamps  # less BOS and EOS
+
+
+def window_primer(stepper, vocab, window: int, seed: int) -> list[int]:
+    """A grammatical opening of exactly `window` tokens, so the classic loop runs one input shape."""
+    import numpy as np
+
+    from composer.generate import SampleSettings, sample
+    from composer.tokens import BOS
+
+    opening = sample(stepper, vocab, [np.array([BOS], np.int32)], SampleSettings(seed=seed, cap=window + 50))[0]
+    return [int(t) for t in opening[:window]]
+
+
+def classic_run(call, vocab, opening: list[int], window: int, tokens: int, settings_kwargs: dict) -> tuple[float, int]:
+    """The classic loop: the last `window` tokens through the full model for every new token."""
+    import numpy as np
+
+    from composer.generate import SampleSettings, filter_logits
+    from composer.tokens import EOS, Grammar
+
+    settings = SampleSettings(**settings_kwargs)
+    rng = np.random.default_rng(settings.seed)
+    grammar = Grammar(vocab)
+    for token in opening:
+        grammar.advance(token)
+    history = list(opening)
+    started = time.perf_counter()
+    for _ in range(tokens):
+        x = np.array([history[-window:]], dtype=np.int32)
+        logits = np.asarray(call(x))[0, -1]
+        allowed = grammar.allowed()
+        allowed[EOS] = False
+        token = int(rng.choice(len(vocab), p=filter_logits(logits, allowed, settings)))
+        grammar.advance(token)
+        history.append(token)
+    return time.perf_counter() - started, tokens
+
+
+def best(runs: list[tuple[float, int]]) -> tuple[float, int]:
+    """The run with the highest rate: (seconds, tokens)."""
+    return max(runs, key=lambda r: r[1] / r[0])
+
+
+def steady(stamps: list[float], per_step: int) -> tuple[float, int] | None:
+    lo, hi = 50, len(stamps) - 20
+    return (stamps[hi] - stamps[lo], (hi - lo) * per_step) if hi - lo > 100 else None
+
+
+def main() -> None:
+    args = parse_args()
+    if args.blas_threads:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(args.blas_threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    t0 = time.perf_counter()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from composer.model import LSTMStepper
+    from composer.tokens import EOS
+
+    imported = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model, vocab, description = load(args)
+    stepper = LSTMStepper(model)
+    loaded = time.perf_counter() - t0
+    kwargs = {"temperature": args.temperature, "seed": args.seed}
+    free = NoEOS(stepper, EOS)
+    repeat = max(1, args.repeat)
+
+    # ---- the stepper, before any Keras call
+    stepper_run(free, vocab, 1, 100, kwargs)  # warm-up
+    rows = []
+    single_runs = [stepper_run(free, vocab, 1, args.tokens, kwargs) for _ in range(repeat)]
+    seconds, generated = best([(s, g) for s, g, _ in single_runs])
+    rows.append(("stepper, 1 stream, --tokens N", generated, seconds))
+    single = generated / seconds
+    steadies = [x for x in (steady(st, 1) for _, _, st in single_runs) if x]
+    if steadies:
+        rows.append(("stepper, 1 stream, steady state", *reversed(best(steadies))))
+    batch_runs = [stepper_run(free, vocab, args.batch, args.batch_tokens, kwargs) for _ in range(repeat)]
+    seconds, generated = best([(s, g) for s, g, _ in batch_runs])
+    rows.append((f"stepper, batch of {args.batch}, --tokens N (total)", generated, seconds))
+    steadies = [x for x in (steady(st, args.batch) for _, _, st in batch_runs) if x]
+    if steadies:
+        rows.append((f"stepper, batch of {args.batch}, steady state", *reversed(best(steadies))))
+
+    # ---- the classic loops
+    compiled = tf.function(lambda x: model(x, training=False))
+    classics = [  # (label, call, tokens, runs)
+        ("keras model(x) (eager)", lambda x: model(x, training=False), args.eager_tokens, 1),
+        ("keras model.predict", lambda x: model.predict(x, verbose=0), args.predict_tokens, repeat),
+        ("keras predict_on_batch", model.predict_on_batch, args.classic_tokens, repeat),
+        ("keras tf.function(model)", compiled, args.classic_tokens, repeat),
+    ]
+    opening = window_primer(free, vocab, args.window, args.seed)
+    speedups = []
+    for label, call, tokens, runs in classics:
+        if tokens <= 0:
+            continue
+        call(np.array([opening], np.int32))  # warm-up: the one trace of the one input shape
+        seconds, generated = best([classic_run(call, vocab, opening, args.window, tokens, kwargs) for _ in range(runs)])
+        rows.append((f"{label}, window {args.window}", generated, seconds))
+        speedups.append((label, single * seconds / generated))
+
+    config = f"{len(stepper.cells)} x {stepper.units} LSTM, vocabulary {len(vocab)}"
+    print(f"model: {description} ({config}); keras {keras.__version__}, backend {keras.backend.backend()}")
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    print(f"cpus: {os.cpu_count()}, load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}, BLAS threads: {blas}")
+    print(f"start-up (not timed below): imports {imported:.2f} s, model and stepper {loaded:.2f} s; best of {repeat} runs")
+    print()
+    print(f"{'method':<42} {'tokens':>7} {'seconds':>9} {'tokens/s':>10} {'ms/token':>9}")
+    for name, count, secs in rows:
+        print(f"{name:<42} {count:>7} {secs:>9.3f} {count / secs:>10,.0f} {1000 * secs / count:>9.3f}")
+    print()
+    print(f"speed-up of the stepper (1 stream, --tokens N) over re-running a {args.window}-token window (target >= 100x):")
+    for label, speedup in speedups:
+        print(f"  {label:<40} {speedup:>9,.0f}x")
+    print(f"single stream: {single:,.0f} tokens/s (target >= 1,000 on a 2-core CPU)")
+
+
+if __name__ == "__main__":
+    main()

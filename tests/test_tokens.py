@@ -1,0 +1,429 @@
+"""Notes ⇄ tokens: exact round trips, the grammar, velocity bins and the vocabulary."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from composer.tokens import (
+    BOS,
+    DEFAULT_VELOCITY,
+    EOS,
+    PAD,
+    Grammar,
+    Note,
+    TokenizerConfig,
+    Vocabulary,
+    allowed_next,
+    bin_velocity,
+    count_notes,
+    decode_tokens,
+    encode_notes,
+    grid_values,
+    is_grammatical,
+    velocity_bin,
+)
+
+DEFAULT = TokenizerConfig()
+VOCAB = Vocabulary(DEFAULT)
+SPQ = DEFAULT.steps_per_quarter
+CONFIGS = [
+    DEFAULT,
+    TokenizerConfig(velocity_bins=8),
+    TokenizerConfig(steps_per_quarter=4, beat_res=((0, 1, 4), (1, 4, 2)), pitch_low=36, pitch_high=84),
+]
+CONFIG_IDS = ["default", "velocity8", "coarse"]
+
+
+def ordered(notes):
+    return sorted(notes, key=lambda n: (n.start, n.pitch))
+
+
+def names(tokens, vocab=VOCAB):
+    table = vocab.names()
+    return [table[int(t)] for t in tokens]
+
+
+def ids(token_names, vocab=VOCAB):
+    table = vocab.names()
+    return np.array([table.index(n) for n in token_names], dtype=np.int32)
+
+
+def q(steps: int, spq: int = SPQ) -> float:
+    """Grid steps → quarters, computed as the decoder computes them."""
+    return steps / spq
+
+
+def assert_round_trip(notes, vocab=VOCAB):
+    tokens = encode_notes(notes, vocab)
+    assert tokens.dtype == np.int32
+    assert is_grammatical(tokens, vocab), names(tokens, vocab)
+    decoded = decode_tokens(tokens, vocab)
+    assert decoded == ordered(notes)
+    np.testing.assert_array_equal(encode_notes(decoded, vocab), tokens)
+    assert count_notes(tokens, vocab) == len(notes)
+    return tokens
+
+
+# ---- exact round trips of on-grid notes -----------------------------------------------------
+
+
+def test_single_note_tokens():
+    tokens = assert_round_trip([Note(60, 0.0, 1.0)])
+    assert names(tokens) == ["BOS", "Pitch_60", "Duration_1", "EOS"]
+
+
+def test_chord_rest_and_sixteenth_tokens():
+    notes = [
+        Note(60, 0.0, 1.0),
+        Note(67, 1.0, 0.5),  # given out of pitch order: a chord is written ascending
+        Note(64, 1.0, 0.5),
+        Note(62, 2.5, 0.25),  # after a rest of one eighth
+    ]
+    tokens = assert_round_trip(notes)
+    assert names(tokens) == [
+        "BOS",
+        "Pitch_60", "Duration_1",
+        "TimeShift_1",
+        "Pitch_64", "Duration_1/2", "Pitch_67", "Duration_1/2",
+        "TimeShift_3/2",
+        "Pitch_62", "Duration_1/4",
+        "EOS",
+    ]
+
+
+def test_sixteenths_and_eighth_note_triplets():
+    sixteenths = [Note(60 + i, q(3 * i), q(3)) for i in range(8)]
+    triplets = [Note(72 - i, q(24 + 4 * i), q(4)) for i in range(6)]
+    tokens = assert_round_trip(sixteenths + triplets)
+    assert "TimeShift_1/4" in names(tokens) and "Duration_1/3" in names(tokens)
+
+
+def test_piece_starting_after_silence():
+    tokens = assert_round_trip([Note(60, 4.25, 0.25)])
+    assert names(tokens)[1:3] == ["TimeShift_4", "TimeShift_1/4"]
+
+
+def test_long_rest_needs_several_time_shifts():
+    notes = [Note(60, 0.0, 1.0), Note(62, 31.0, 1.0)]  # 30 quarters of rest
+    tokens = assert_round_trip(notes)
+    shifts = [n for n in names(tokens) if n.startswith("TimeShift")]
+    assert shifts == ["TimeShift_8", "TimeShift_8", "TimeShift_8", "TimeShift_7"]
+
+
+def test_long_notes_and_every_duration_value():
+    grid = grid_values(DEFAULT)
+    assert max(grid) == 8 * SPQ
+    notes = [Note(40 + i % 40, q(100 * i), q(d)) for i, d in enumerate(grid)]
+    assert_round_trip(notes)
+    assert_round_trip([Note(60, 0.0, 8.0), Note(64, 0.0, 7.0), Note(67, 4.0, 0.25)])
+
+
+def test_every_pitch_of_the_range():
+    notes = [Note(p, 0.0, 1.0) for p in VOCAB.pitches]
+    tokens = assert_round_trip(notes)
+    assert len(tokens) == 2 + 2 * len(VOCAB.pitches)
+
+
+def test_overlapping_different_pitches_and_restrike_after_release():
+    notes = [
+        Note(60, 0.0, 4.0),
+        Note(64, 1.0, 0.5),
+        Note(60, 4.0, 1.0),  # struck again exactly when the first C ends
+        Note(48, 4.0, 2.0),
+    ]
+    assert_round_trip(notes)
+
+
+def test_empty_piece():
+    tokens = encode_notes([], VOCAB)
+    assert tokens.tolist() == [BOS, EOS]
+    assert decode_tokens(tokens, VOCAB) == []
+
+
+# ---- what happens to notes that are not on the grid ------------------------------------------
+
+
+def test_off_grid_notes_snap_to_nearest_step():
+    (note,) = decode_tokens(encode_notes([Note(60, 1.02, 0.3)], VOCAB), VOCAB)
+    assert note.start == 1.0 and note.duration == pytest.approx(4 / 12)
+
+
+def test_pitches_out_of_range_fold_by_octaves():
+    decoded = decode_tokens(encode_notes([Note(10, 0, 1), Note(120, 1, 1)], VOCAB), VOCAB)
+    assert [n.pitch for n in decoded] == [22, 108]
+
+
+def test_note_longer_than_the_grid_is_cut_to_the_longest_duration():
+    (note,) = decode_tokens(encode_notes([Note(60, 0.0, 20.0)], VOCAB), VOCAB)
+    assert note.duration == max(grid_values(DEFAULT)) / SPQ
+
+
+def test_same_pitch_overlap_is_cut_at_the_new_onset():
+    decoded = decode_tokens(encode_notes([Note(60, 0.0, 4.0), Note(60, 1.0, 1.0)], VOCAB), VOCAB)
+    assert decoded == [Note(60, 0.0, 1.0), Note(60, 1.0, 1.0)]
+
+
+def test_same_pitch_same_onset_merges_longest_wins():
+    decoded = decode_tokens(encode_notes([Note(60, 0.0, 1.0), Note(60, 0.0, 2.0)], VOCAB), VOCAB)
+    assert decoded == [Note(60, 0.0, 2.0)]
+
+
+# ---- tokens → notes → tokens -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token_names",
+    [
+        ["BOS", "Pitch_60", "Duration_1", "EOS"],
+        ["BOS", "TimeShift_8", "TimeShift_1/12", "Pitch_21", "Duration_8", "Pitch_108", "Duration_1/12", "EOS"],
+        ["BOS", "Pitch_48", "Duration_4", "Pitch_52", "Duration_1/3", "TimeShift_1/3", "Pitch_52", "Duration_1/3",
+         "TimeShift_4", "Pitch_48", "Duration_3/2", "EOS"],
+    ],
+)
+def test_tokens_notes_tokens_identity(token_names):
+    tokens = ids(token_names)
+    assert is_grammatical(tokens, VOCAB)
+    np.testing.assert_array_equal(encode_notes(decode_tokens(tokens, VOCAB), VOCAB), tokens)
+
+
+def test_decode_skips_specials_and_drops_an_unfinished_note():
+    tokens = ids(["PAD", "BOS", "Pitch_60", "Duration_1", "Pitch_64"]).tolist() + [EOS] + ids(["Pitch_67", "Duration_1"]).tolist()
+    assert decode_tokens(tokens, VOCAB) == [Note(60, 0.0, 1.0)]
+
+
+# ---- property tests ----------------------------------------------------------------------------
+
+
+@st.composite
+def on_grid_pieces(draw, config: TokenizerConfig):
+    """Notes on the grid, no same-pitch overlap (which the encoder shortens by design)."""
+    grid, spq, bins = grid_values(config), config.steps_per_quarter, config.velocity_bins
+    velocities = [bin_velocity(b, bins) for b in range(bins)] if bins else [DEFAULT_VELOCITY]
+    onset, notes, sounding_until = 0, [], {}
+    for _ in range(draw(st.integers(1, 40))):
+        onset += draw(st.sampled_from([0, 0] + grid + [3 * max(grid) + 1]))
+        pitch = draw(st.integers(config.pitch_low, config.pitch_high))
+        duration = draw(st.sampled_from(grid))
+        if sounding_until.get(pitch, 0) > onset:
+            continue
+        sounding_until[pitch] = onset + duration
+        notes.append(Note(pitch, onset / spq, duration / spq, draw(st.sampled_from(velocities))))
+    return notes
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_on_grid_notes_round_trip_exactly(config, data):
+    notes = data.draw(on_grid_pieces(config))
+    assert_round_trip(notes, Vocabulary(config))
+
+
+any_note = st.builds(
+    Note,
+    pitch=st.integers(0, 127),
+    start=st.floats(-1.0, 80.0, allow_nan=False),
+    duration=st.floats(0.0, 20.0, allow_nan=False),
+    velocity=st.integers(1, 127),
+)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@settings(max_examples=60, deadline=None)
+@given(notes=st.lists(any_note, min_size=1, max_size=60))
+def test_any_notes_encode_grammatically_and_idempotently(config, notes):
+    vocab = Vocabulary(config)
+    tokens = encode_notes(notes, vocab)
+    assert is_grammatical(tokens, vocab), names(tokens, vocab)
+    decoded = decode_tokens(tokens, vocab)
+    assert decoded, "a non-empty piece decodes to at least one note"
+    for note in decoded:
+        assert config.pitch_low <= note.pitch <= config.pitch_high
+        assert note.duration > 0 and note.start >= 0
+    np.testing.assert_array_equal(encode_notes(decoded, vocab), tokens)
+
+
+def random_walk(vocab: Vocabulary, rng: random.Random, length: int) -> list[int]:
+    """Pick allowed tokens at random (shifts and pitches equally likely) until EOS."""
+    KIND_PITCH = 2
+    grammar, tokens, kinds = Grammar(vocab), [], vocab.kinds()
+    while True:
+        mask = grammar.allowed()
+        allowed = np.flatnonzero(mask)
+        assert len(allowed), f"dead end after {names(tokens, vocab)}"
+        if mask[EOS] and (len(tokens) >= length or rng.random() < 0.02):
+            token = EOS
+        else:
+            choices = [t for t in allowed if t != EOS]
+            by_kind = {}
+            for t in choices:
+                by_kind.setdefault(int(kinds[t]), []).append(int(t))
+            if len(tokens) >= length and KIND_PITCH in by_kind:  # head for the end: no more shifts
+                by_kind = {KIND_PITCH: by_kind[KIND_PITCH]}
+            kind = rng.choice(sorted(by_kind))
+            recent = [t for t in tokens[-12:] if kinds[t] == KIND_PITCH and mask[t]]
+            if kind == KIND_PITCH and recent and rng.random() < 0.5:
+                token = rng.choice(recent)  # restrike a pitch just released: the edge of the rule
+            else:
+                token = rng.choice(by_kind[kind])
+        grammar.advance(token)
+        tokens.append(int(token))
+        if token == EOS:
+            return tokens
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_random_grammatical_walk_decodes_and_reencodes_identically(config, seed):
+    vocab = Vocabulary(config)
+    tokens = random_walk(vocab, random.Random(seed), length=200)
+    assert tokens[0] == BOS and tokens[-1] == EOS
+    assert is_grammatical(tokens, vocab)
+    notes = decode_tokens(tokens, vocab)
+    assert len(notes) == count_notes(np.array(tokens), vocab)
+    assert encode_notes(notes, vocab).tolist() == tokens
+
+
+# ---- velocity -----------------------------------------------------------------------------------
+
+
+def test_velocity_bins_round_trip_every_velocity():
+    vocab = Vocabulary(TokenizerConfig(velocity_bins=8))
+    seen = set()
+    for velocity in range(1, 128):
+        tokens = encode_notes([Note(60, 0.0, 1.0, velocity)], vocab)
+        b = velocity_bin(velocity, 8)
+        seen.add(b)
+        assert names(tokens, vocab) == ["BOS", "Pitch_60", f"Velocity_{b}", "Duration_1", "EOS"]
+        (note,) = decode_tokens(tokens, vocab)
+        assert 1 <= note.velocity <= 127
+        assert velocity_bin(note.velocity, 8) == b
+        np.testing.assert_array_equal(encode_notes([note], vocab), tokens)
+    assert seen == set(range(8))
+    assert [velocity_bin(v, 8) for v in range(1, 128)] == sorted(velocity_bin(v, 8) for v in range(1, 128))
+
+
+def test_velocity_is_ignored_when_bins_are_off():
+    tokens = encode_notes([Note(60, 0.0, 1.0, 20), Note(64, 0.0, 1.0, 120)], VOCAB)
+    assert encode_notes([Note(60, 0.0, 1.0), Note(64, 0.0, 1.0)], VOCAB).tolist() == tokens.tolist()
+    assert {n.velocity for n in decode_tokens(tokens, VOCAB)} == {DEFAULT_VELOCITY}
+
+
+# ---- vocabulary ---------------------------------------------------------------------------------
+
+
+def test_grid_values():
+    grid = grid_values(DEFAULT)
+    assert grid == sorted(set(grid))
+    assert grid[:12] == list(range(1, 13))  # every step up to a quarter: sixteenths (3), triplets (4)
+    assert max(grid) == 96 and 15 in grid and 13 not in grid
+    with pytest.raises(ValueError):
+        grid_values(TokenizerConfig(steps_per_quarter=12, beat_res=((0, 1, 5),)))
+
+
+def test_vocabulary_layout_and_names():
+    v = VOCAB
+    table = v.names()
+    assert len(table) == len(v) == len(v.kinds())
+    assert len(set(table)) == len(table)
+    assert table[PAD] == "PAD" and table[BOS] == "BOS" and table[EOS] == "EOS"
+    assert table[v.shift_token(3)] == "TimeShift_1/4"
+    assert table[v.pitch_token(60)] == "Pitch_60"
+    assert table[v.duration_token(18)] == "Duration_3/2"
+    assert not any(n.startswith("Velocity") for n in table)
+    assert len(v) == 3 + 2 * len(v.grid) + 88
+    v8 = Vocabulary(TokenizerConfig(velocity_bins=8))
+    assert [n for n in v8.names() if n.startswith("Velocity")] == [f"Velocity_{i}" for i in range(8)]
+    assert len(v8) == len(v) + 8
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_vocabulary_json_round_trip(config):
+    vocab = Vocabulary(config)
+    data = json.loads(json.dumps(vocab.to_dict()))
+    assert data["size"] == len(vocab)
+    again = Vocabulary.from_dict(data)
+    assert again == vocab
+    assert again.to_dict() == vocab.to_dict()
+
+
+def test_vocabulary_rejects_tokens_that_do_not_match_the_configuration():
+    data = json.loads(json.dumps(VOCAB.to_dict()))
+    data["tokens"][5], data["tokens"][6] = data["tokens"][6], data["tokens"][5]
+    with pytest.raises(ValueError):
+        Vocabulary.from_dict(data)
+
+
+def test_vocabulary_depends_only_on_the_configuration():
+    assert Vocabulary(TokenizerConfig()).to_dict() == Vocabulary(TokenizerConfig()).to_dict()
+    rebuilt = Vocabulary(TokenizerConfig.from_dict(json.loads(json.dumps(asdict(DEFAULT)))))
+    assert rebuilt.to_dict() == VOCAB.to_dict()
+    # encoding pieces never changes the vocabulary
+    before = VOCAB.to_dict()
+    encode_notes([Note(p, i * 0.5, 1.0) for i, p in enumerate(range(30, 90))], VOCAB)
+    assert VOCAB.to_dict() == before
+    assert Vocabulary(TokenizerConfig(pitch_low=36)).names() != VOCAB.names()
+
+
+# ---- grammar specifics ----------------------------------------------------------------------------
+
+
+def allowed_names(prefix_names, vocab=VOCAB):
+    mask = allowed_next(ids(prefix_names, vocab), vocab)
+    table = vocab.names()
+    return {table[i] for i in np.flatnonzero(mask)}
+
+
+def test_only_bos_first_and_nothing_after_eos():
+    assert allowed_names([]) == {"BOS"}
+    assert allowed_names(["BOS", "Pitch_60", "Duration_1", "EOS"]) == set()
+    assert not is_grammatical(ids(["BOS", "Pitch_60", "Duration_1", "EOS", "Pitch_62", "Duration_1", "EOS"]), VOCAB)
+    assert not is_grammatical(ids(["Pitch_60", "Duration_1", "EOS"]), VOCAB)
+
+
+def test_after_a_pitch_only_a_duration():
+    durations = {n for n in VOCAB.names() if n.startswith("Duration_")}
+    assert allowed_names(["BOS", "Pitch_60"]) == durations
+    v8 = Vocabulary(TokenizerConfig(velocity_bins=8))
+    assert allowed_names(["BOS", "Pitch_60"], v8) == {f"Velocity_{i}" for i in range(8)}
+    assert allowed_names(["BOS", "Pitch_60", "Velocity_3"], v8) == {n for n in v8.names() if n.startswith("Duration_")}
+
+
+def test_pitches_at_one_onset_ascend():
+    allowed = allowed_names(["BOS", "Pitch_60", "Duration_1"])
+    assert "Pitch_61" in allowed and "Pitch_108" in allowed
+    assert "Pitch_60" not in allowed and "Pitch_59" not in allowed and "Pitch_21" not in allowed
+    # after a time shift, lower pitches are open again
+    assert "Pitch_59" in allowed_names(["BOS", "Pitch_60", "Duration_1", "TimeShift_1"])
+    assert not is_grammatical(ids(["BOS", "Pitch_64", "Duration_1", "Pitch_60", "Duration_1", "EOS"]), VOCAB)
+
+
+def test_a_sounding_pitch_cannot_be_restruck():
+    prefix = ["BOS", "Pitch_60", "Duration_2", "TimeShift_1"]
+    assert "Pitch_60" not in allowed_names(prefix)
+    assert "Pitch_61" in allowed_names(prefix) and "Pitch_59" in allowed_names(prefix)
+    assert "Pitch_60" in allowed_names(prefix + ["Pitch_62", "Duration_1", "TimeShift_1"])  # released at 2
+
+
+def test_eos_only_after_a_complete_note():
+    assert "EOS" not in allowed_names(["BOS"])
+    assert "EOS" not in allowed_names(["BOS", "Pitch_60"])
+    assert "EOS" in allowed_names(["BOS", "Pitch_60", "Duration_1"])
+    assert "EOS" not in allowed_names(["BOS", "Pitch_60", "Duration_1", "TimeShift_1"])  # no trailing shift
+
+
+def test_consecutive_time_shifts_must_be_the_greedy_split():
+    after_small = allowed_names(["BOS", "Pitch_60", "Duration_1", "TimeShift_1/12"])
+    assert not any(n.startswith("TimeShift") for n in after_small)
+    after_longest = allowed_names(["BOS", "Pitch_60", "Duration_1", "TimeShift_8"])
+    assert {"TimeShift_8", "TimeShift_1/12", "TimeShift_7"} <= after_longest
+    assert not is_grammatical(ids(["BOS", "TimeShift_1/12", "TimeShift_1/12", "Pitch_60", "Duration_1", "EOS"]), VOCAB)
+    assert not is_grammatical(ids(["BOS", "TimeShift_1", "TimeShift_8", "Pitch_60", "Duration_1", "EOS"]), VOCAB)
