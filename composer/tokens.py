@@ -159,8 +159,13 @@ def greedy_split(steps: int, grid: Sequence[int]) -> list[int]:
 
 def nearest_value(steps: float, grid: Sequence[int], limit: int | None = None) -> int:
     """The grid value closest to ``steps`` (ties to the shorter), no larger than ``limit``."""
-    candidates = [v for v in grid if limit is None or v <= limit] or [grid[0]]
-    return min(candidates, key=lambda v: (abs(v - steps), v))
+    top = len(grid) if limit is None else max(1, bisect.bisect_right(grid, limit))
+    i = bisect.bisect_left(grid, steps, 0, top)
+    if i == 0:
+        return grid[0]
+    if i == top or steps - grid[i - 1] <= grid[i] - steps:
+        return grid[i - 1]
+    return grid[i]
 
 
 def velocity_bin(velocity: int, bins: int) -> int:
