@@ -354,7 +354,7 @@ def training_windows(
     span = tf.range(window + 1, dtype=tf.int64)
     epoch_seed = tf.constant([seed, epoch], dtype=tf.int64)
     starts = tf.random.stateless_uniform(
-        [steps, batch], seed=epoch_seed, minval=0, maxval=len(stream) - window - 1, dtype=tf.int64
+        [steps, batch], seed=epoch_seed, minval=0, maxval=len(stream) - window, dtype=tf.int64
     )
 
     def cut(index, batch_starts):

@@ -134,6 +134,7 @@ class Vocabulary:
 
     def to_dict(self) -> dict:
         config = asdict(self.config)
+        config["beat_res"] = [list(r) for r in self.config.beat_res]  # as JSON reads it back
         return {"config": config, "size": len(self), "tokens": self.names()}
 
     @staticmethod

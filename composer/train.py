@@ -25,6 +25,7 @@ from composer import ComposerError
 from composer.corpus import atomic_path, write_text
 from composer.model import ModelConfig, build_model, load_checkpoint
 from composer.runs import HISTORY_FIELDS, Run
+from composer.tokens import Vocabulary
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -77,8 +78,8 @@ def compile_model(model, config: TrainConfig) -> None:
     )
 
 
-def token_nll(model, pieces: list[np.ndarray], batch: int = 16) -> tuple[float, int]:
-    """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole pieces."""
+def per_token_nll(model):
+    """A traced function (inputs, targets) → per-token negative log-likelihood; build once per model."""
     import tensorflow as tf
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
@@ -86,6 +87,14 @@ def token_nll(model, pieces: list[np.ndarray], batch: int = 16) -> tuple[float, 
         logits = tf.cast(model(x, training=False), tf.float32)
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
 
+    return per_token
+
+
+def token_nll(model, pieces: list[np.ndarray], batch: int = 16, per_token=None) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole pieces."""
+    import tensorflow as tf
+
+    per_token = per_token or per_token_nll(model)
     order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
     total, count = 0.0, 0
     for start in range(0, len(order), batch):
@@ -125,8 +134,10 @@ def fit(
     if progress is not None:
         callbacks.append(_BatchProgress(progress))
     results = []
+    nll_function = per_token_nll(model)
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
+        reseed_dropout(model, config.seed, epoch)
         windows, steps = training_windows(
             train, config.window, config.batch, config.seed, epoch, pitch_tokens, config.transpose
         )
@@ -136,7 +147,7 @@ def fit(
         loss = float(history.history["loss"][-1])
         val_loss = val_bits = float("nan")
         if validation:
-            nll, tokens = token_nll(model, validation)
+            nll, tokens = token_nll(model, validation, per_token=nll_function)
             val_loss = nll / tokens
             val_bits = nll / math.log(2) / max(1, validation_notes)
         seconds = time.perf_counter() - started
@@ -149,6 +160,19 @@ def fit(
         results.append(result)
         on_epoch(result)
     return results
+
+
+def reseed_dropout(model, seed: int, epoch: int) -> None:
+    """Dropout masks from (seed, epoch, layer): Keras does not save its generators' counters,
+    so without this a resumed run would draw other masks than an uninterrupted one."""
+    import keras
+
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    for index, layer in enumerate(dropouts):
+        if getattr(layer, "seed_generator", None) is None:
+            continue  # a rate of 0 draws nothing, and Keras gives it no generator
+        state = layer.seed_generator.state
+        state.assign(np.array([seed * 1_000_003 + epoch * 1009 + index, 0], dtype=state.dtype))
 
 
 class _BatchProgress:
@@ -175,7 +199,8 @@ def save_model(model, path: Path, include_optimizer: bool) -> Path:
         if include_optimizer:
             model.save(tmp)
         else:
-            copy = keras.models.clone_model(model)
+            # from_config gives an uncompiled twin (clone_model would carry a fresh optimizer)
+            copy = keras.Model.from_config(model.get_config())
             copy.set_weights(model.get_weights())
             copy.save(tmp)
     return path
@@ -239,6 +264,8 @@ def train_run(
 ) -> TrainSummary:
     from composer.baseline import baseline_scores, best_baseline
 
+    if config.strategy not in STRATEGIES:
+        raise ComposerError(f"unknown strategy {config.strategy!r} (choose {', '.join(STRATEGIES)})")
     run = Run(run_dir)
     summary = TrainSummary(run=run_dir)
     previous = run.config() if resume else None
@@ -248,7 +275,7 @@ def train_run(
         raise ComposerError(f"{run_dir}: nothing to resume (no checkpoints/last.keras)")
     corpus, corpus_dir = load_corpus(data, run, report)
     vocab = corpus.vocab
-    if previous is not None and previous["vocabulary"] != vocab.to_dict():
+    if previous is not None and _run_vocabulary(previous, run) != vocab:
         raise ComposerError(
             f"{corpus_dir}: its vocabulary ({len(vocab)} tokens) differs from the run's "
             f"({previous['vocabulary']['size']} tokens); tokenize with the run's settings"
@@ -335,6 +362,13 @@ def train_run(
         )
     summary.written += [run.history_path, run.last] + [r.saved for r in summary.epochs if r.saved]
     return summary
+
+
+def _run_vocabulary(config: dict, run: Run) -> Vocabulary:
+    try:
+        return Vocabulary.from_dict(config["vocabulary"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ComposerError(f"{run.config_path}: damaged vocabulary ({error})") from None
 
 
 def _most_common(values: list[str]) -> str:

@@ -207,11 +207,6 @@ def test_resume_is_exactly_an_uninterrupted_run_without_dropout(tmp_path, corpus
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dropout's random stream restarts on resume: Keras does not restore SeedGenerator counters "
-    "(see the report; fix: reseed dropout per (seed, epoch) in fit)",
-)
 def test_resume_is_exactly_an_uninterrupted_run_with_dropout(resumed_run, six_epoch_run):
     assert losses(resumed_run[0]) == losses(six_epoch_run)
 
