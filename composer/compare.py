@@ -190,7 +190,8 @@ def compare(
             run_settings = SampleSettings(
                 settings.temperature, settings.top_k, settings.top_p, settings.seed, steps=length
             )
-            result = sample(LSTMStepper(model), vocab, [columns[i].primer.tokens for i in group], run_settings)
+            starts = [int(round(columns[i].primer.end * spq)) for i in group]
+            result = sample(LSTMStepper(model), vocab, [columns[i].primer.tokens for i in group], run_settings, starts=starts)
             samples.extend(zip(group, result))
         samples = [s for _, s in sorted(samples, key=lambda gs: gs[0])]
         for column, tokens in zip(columns, samples):

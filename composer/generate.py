@@ -17,6 +17,7 @@ N samples advance together as one batch. Sample i draws from its own generator s
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -71,7 +72,10 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     """Whether exactly ``left`` more tokens can end on a complete note (so EOS may follow)."""
     if left == 0:
         return bool(grammar.allowed()[EOS])
-    key = (grammar.pending, tuple(grammar.run), grammar.last_pitch, grammar.time, left)
+    key = (
+        grammar.pending, grammar.pitch if grammar.pending else None, tuple(grammar.run), grammar.last_pitch,
+        grammar.time, grammar.note_end.tobytes(), left,
+    )
     if key in memo:
         return memo[key]
     allowed = np.flatnonzero(grammar.allowed())
@@ -126,6 +130,7 @@ def sample(
     primers: list[np.ndarray],
     settings: SampleSettings,
     progress: Callable[[int], None] = lambda n: None,
+    starts: list[int] | None = None,
 ) -> list[np.ndarray]:
     """Continue each primer (token arrays starting with BOS, without EOS); returns whole samples."""
     count = len(primers)
@@ -147,7 +152,9 @@ def sample(
         # rows still waiting for their primer keep a zero state: left padding must not leak in
         state = [(np.where(fresh[:, None], 0, h), np.where(fresh[:, None], 0, c)) for h, c in new_state]
     samples = [list(p) for p in primers]
-    start_time = [g.time for g in grammars]
+    # steps are counted from the primer's end (a bar line) when given, else from its last onset
+    start_time = list(starts) if starts is not None else [g.time for g in grammars]
+    primer_notes = [g.notes for g in grammars]
     done = [False] * count
     generated = 0
     limit = settings.tokens if settings.tokens is not None else settings.cap
@@ -160,6 +167,10 @@ def sample(
                 allowed = finishing_mask(grammar, limit - generated, vocab)
             else:
                 allowed = grammar.allowed()
+            if settings.steps is not None and grammar.notes == primer_notes[i]:
+                # no new note yet: a shift that reaches the end would leave the continuation empty
+                values = np.asarray(grammar.grid)
+                allowed[vocab.shift_offset : vocab.pitch_offset] &= grammar.time + values - start_time[i] < settings.steps
             if not allowed.any():
                 done[i] = True
                 continue
@@ -231,7 +242,7 @@ def generate(
     run_dir: Path,
     epoch: str = "last",
     num: int = 1,
-    settings: SampleSettings = SampleSettings(),
+    settings: SampleSettings | None = None,
     bars: float | None = None,
     seconds: float | None = None,
     primer: Path | None = None,
@@ -249,9 +260,25 @@ def generate(
     from composer.runs import Run
     from composer.tokens import decode_tokens
 
+    settings = dataclasses.replace(settings or SampleSettings())  # never change the caller's object
+    if num < 1:
+        raise ComposerError(f"--num {num}: at least one sample")
+    for name, value in (("--bars", bars), ("--seconds", seconds)):
+        if value is not None and value <= 0:
+            raise ComposerError(f"{name} {value:g}: must be positive")
+    if settings.temperature < 0:
+        raise ComposerError(f"--temperature {settings.temperature:g}: must be 0 (greedy) or more")
+    if not 0 < settings.top_p <= 1:
+        raise ComposerError(f"--top-p {settings.top_p:g}: must be in (0, 1]")
+    if settings.top_k < 0:
+        raise ComposerError(f"--top-k {settings.top_k}: must be 0 (off) or more")
     run = Run(run_dir)
     config = run.config()
     vocab = Vocabulary.from_dict(config["vocabulary"])
+    if settings.tokens is not None and settings.tokens < note_length(vocab):
+        raise ComposerError(
+            f"--tokens {settings.tokens}: at least {note_length(vocab)} tokens are needed to end on a complete note"
+        )
     label, checkpoint = run.resolve(epoch)
     stepper = LSTMStepper(load_checkpoint(checkpoint, len(vocab)))
     first = primer_from_file(primer, primer_bars, vocab) if primer else Primer("bos", np.array([BOS], np.int32))
@@ -263,7 +290,8 @@ def generate(
     elif seconds is not None:
         settings.steps = int(round(seconds * tempo / 60 * spq))
     started = time.perf_counter()
-    samples = sample(stepper, vocab, [first.tokens] * num, settings, progress)
+    starts = [int(round(first.end * spq))] * num
+    samples = sample(stepper, vocab, [first.tokens] * num, settings, progress, starts)
     elapsed = time.perf_counter() - started
     folder = out or run.samples(label)
     paths = []

@@ -81,6 +81,8 @@ def load_checkpoint(path: Path, vocab_size: int | None = None, compile: bool = F
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:
+        if "safe_mode" in str(error):
+            raise ComposerError(f"{path}: refused, it contains Python code such as a Lambda layer (checkpoints load in safe mode)") from None
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ComposerError(f"{path}: not a loadable checkpoint ({reason[:200]})") from None
     outputs = model.output_shape[-1]
