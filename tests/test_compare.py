@@ -124,9 +124,11 @@ def test_compare_with_a_primer_file(tiny_run, tmp_path):
     assert len(list(out.glob("epoch-0002_*.wav"))) == 2
 
 
-def test_reference_run_checkpoints_load_and_compare(tmp_path):
+def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
     """The shipped run: both checkpoints load alone, agree with run.json, and compare works."""
     from composer.model import load_checkpoint
+
+    monkeypatch.chdir(ROOT)  # run.json names its source corpus relative to the repository
 
     run = Run(REFERENCE)
     config = run.config()
