@@ -310,8 +310,8 @@ def print_compare_summary(result) -> None:
 @user_errors
 def demo(
     out: Path = typer.Option(Path("outputs/demo"), "--out", "-o", help="run directory of the demo"),
-    epochs: int = typer.Option(12, "--epochs", help="epochs to train"),
-    save_at: str = typer.Option("4,8,12", "--save-at", help="epochs kept and compared"),
+    epochs: int = typer.Option(8, "--epochs", help="epochs to train"),
+    save_at: str = typer.Option("4,8", "--save-at", help="epochs kept and compared"),
     num: int = typer.Option(2, "--num", "-n", help="primers on the comparison page"),
     bars: float = typer.Option(8.0, "--bars", help="bars generated after each primer"),
 ) -> None:

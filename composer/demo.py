@@ -26,8 +26,8 @@ class DemoResult:
 
 def demo(
     out: Path = Path("outputs/demo"),
-    epochs: int = 12,
-    save_at: tuple[int, ...] = (4, 8, 12),
+    epochs: int = 8,
+    save_at: tuple[int, ...] = (4, 8),
     num: int = 2,
     bars: float = 8,
     report: Callable[[str], None] = print,

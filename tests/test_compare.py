@@ -147,3 +147,24 @@ def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
     result = compare(REFERENCE, "100,150", CompareSettings(num=1, bars=2), lambda line: None, out)
     assert result.page.exists()
     assert set(result.metrics) == {"epoch 100", "epoch 150", "real continuation"}
+
+
+def test_demo_trains_compares_and_continues(tmp_path, monkeypatch):
+    """The demo's wiring on a handful of chorales: a run, a page, and a second call that resumes."""
+    import composer.demo as demo_module
+
+    sources = tmp_path / "midi"
+    sources.mkdir()
+    for path in sorted(CHORALES.glob("*.mid"))[:10]:
+        shutil.copy(path, sources / path.name)
+    monkeypatch.setattr(demo_module, "BUNDLED", sources)
+    monkeypatch.setattr(demo_module, "REFERENCE", tmp_path / "no-reference")
+    out = tmp_path / "demo"
+    lines: list[str] = []
+    result = demo_module.demo(out, epochs=2, save_at=(1, 2), num=1, bars=1, report=lines.append)
+    assert [p.name for p in result.pages] == ["index.html"] and result.pages[0].exists()
+    assert sorted(Run(out).saved_epochs()) == [1, 2]
+    assert any(line.startswith("epoch 2/2") for line in lines)
+    again = demo_module.demo(out, epochs=2, save_at=(1, 2), num=1, bars=1, report=lines.append)
+    assert any("already trained 2 epochs" in line for line in lines)
+    assert again.pages[0] != result.pages[0]  # a new comparison stamp, the run untouched
