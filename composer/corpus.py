@@ -8,7 +8,7 @@ A file that cannot be used raises ``UnusableFile`` with a one-line reason.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -217,9 +217,8 @@ class atomic_path:
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
+        # a fresh name, not a file: the writer creates it with the usual permissions (mkstemp's are 0600)
+        self.tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(6)}.tmp{self.path.suffix}"
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -28,7 +28,7 @@ from composer import ComposerError
 from composer.corpus import DEFAULT_MAX_BYTES, UnusableFile, atomic_path, find_music_files, read_piece, write_text
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
 
-CACHE_VERSION = 1  # bump when reading or encoding changes what a file tokenizes to
+CACHE_VERSION = 2  # bump when reading or encoding changes what a file tokenizes to
 NEAR_DUPLICATE_WINDOW = 16
 NEAR_DUPLICATE_SHARE = 0.5
 
