@@ -82,9 +82,10 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     kinds = grammar.kinds[allowed]
     # one representative per kind suffices except for shifts, whose values change what may follow:
     # the lowest pitch leaves the most room for chord notes, the shortest duration blocks least
-    candidates = list(allowed[kinds == KIND_SHIFT]) + [
-        allowed[kinds == kind][0] for kind in (2, 3, 4) if (kinds == kind).any()
-    ]
+    # notes first: completing a note is the short way to finish, so most searches end at once
+    candidates = [allowed[kinds == kind][0] for kind in (4, 3, 2) if (kinds == kind).any()] + list(
+        allowed[kinds == KIND_SHIFT]
+    )
     result = False
     for token in candidates:
         child = _advanced(grammar, token)
