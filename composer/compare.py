@@ -24,7 +24,7 @@ from composer import ComposerError
 from composer.corpus import write_midi, write_text
 from composer.generate import Primer, SampleSettings, bar_quarters, primer_from_file, sample
 from composer.runs import Run
-from composer.tokens import BOS, Note, Vocabulary, decode_tokens, encode_notes
+from composer.tokens import BOS, Note, Vocabulary, count_notes, decode_tokens, encode_notes
 
 TRAIN_PIECES_FOR_BITS = 64  # training bits per note on a fixed subset: enough to show the gap, quick
 REAL = "real continuation"
@@ -121,7 +121,7 @@ def checkpoint_bits(model, corpus, vocab) -> tuple[float, float]:
         if not pieces:
             return math.nan
         nll, _ = token_nll(model, pieces)
-        return bits_per_note(nll, sum(int(np.count_nonzero(p >= vocab.duration_offset)) for p in pieces))
+        return bits_per_note(nll, sum(count_notes(p, vocab) for p in pieces))
 
     return bits(corpus.split("validation")), bits(corpus.split("train")[:TRAIN_PIECES_FOR_BITS])
 
@@ -157,7 +157,7 @@ def compare(
         columns = [Column(f"{primer.name} #{i + 1}", primer) for i in range(settings.num)]
     else:
         columns = validation_columns(corpus, settings, vocab)
-    directory = out or stamp(run.compare(""))
+    directory = out or stamp(run.comparisons)
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     synthesizers: set[str] = set()

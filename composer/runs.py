@@ -9,7 +9,7 @@
     RUN/checkpoints/last.json         which epoch last.keras holds
     RUN/logs/                         TensorBoard
     RUN/samples/epoch-0100/           generated MIDI
-    RUN/compare/<stamp>/              comparison pages
+    RUN/compare/<stamp>/              comparison pages (one folder each)
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class Run:
     def samples(self, label: str) -> Path:
         return self.root / "samples" / label
 
-    def compare(self, stamp: str) -> Path:
-        return self.root / "compare" / stamp
+    @property
+    def comparisons(self) -> Path:
+        """Holds one folder per comparison, named by its time stamp."""
+        return self.root / "compare"
 
     # ---- reading --------------------------------------------------------------------
 
