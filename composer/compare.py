@@ -143,7 +143,7 @@ def compare(
     out: Path | None = None,
 ) -> CompareResult:
     from composer.audio import render_wav
-    from composer.metrics import METRIC_INFO, TrainingIndex, piece_statistics, sample_metrics
+    from composer.metrics import METRIC_INFO, TrainingIndex, sample_metrics
     from composer.model import LSTMStepper, load_checkpoint
     from composer.report import Cell, ComparisonPage, MetricRow, curves_png, piano_roll_png, pitch_class_png, write_page
 
@@ -176,12 +176,14 @@ def compare(
 
     index = TrainingIndex(corpus.split("train"))
     validation = corpus.split("validation")
-    labels = [f"epoch {int(label.split('-')[1])}" for label, _ in checkpoints]
+    numbers = [int(label.split("-")[1]) for label, _ in checkpoints]
+    labels = [f"epoch {n}" for n in numbers]
     metrics: dict[str, dict[str, float]] = {}
     histograms: dict[str, np.ndarray] = {}
     for (label, path), row in zip(checkpoints, labels):
         report(f"{row}: sampling {len(columns)} continuations of {settings.bars:g} bars")
         model = load_checkpoint(path, len(vocab))
+        stepper = LSTMStepper(model)
         steps = [int(round(settings.bars * bar_quarters(c.primer.time_signature or "4/4") * spq)) for c in columns]
         samples = []
         # columns may differ in metre; sample each length group together
@@ -191,7 +193,7 @@ def compare(
                 settings.temperature, settings.top_k, settings.top_p, settings.seed, steps=length
             )
             starts = [int(round(columns[i].primer.end * spq)) for i in group]
-            result = sample(LSTMStepper(model), vocab, [columns[i].primer.tokens for i in group], run_settings, starts=starts)
+            result = sample(stepper, vocab, [columns[i].primer.tokens for i in group], run_settings, starts=starts)
             samples.extend(zip(group, result))
         samples = [s for _, s in sorted(samples, key=lambda gs: gs[0])]
         for column, tokens in zip(columns, samples):
@@ -200,9 +202,7 @@ def compare(
         val_bits, train_bits = checkpoint_bits(model, corpus, vocab)
         metrics[row] = {"val_bits_per_note": val_bits, "train_bits_per_note": train_bits}
         metrics[row].update(sample_metrics(continuations, vocab, validation, index))
-        histograms[row] = np.mean(
-            [piece_statistics(decode_tokens(c, vocab)).pitch_class_histogram for c in continuations], axis=0
-        )
+        histograms[row] = mean_pitch_classes(continuations, vocab)
     rows = list(labels)
     if any(c.real for c in columns):
         rows.append(REAL)
@@ -210,16 +210,13 @@ def compare(
             if column.real:
                 add_cell(REAL, column, column.real, f"real_{column.name}")
         reals = [encode_notes(continuation(c.real, c.primer.end), vocab) for c in columns if c.real]
-        metrics[REAL] = {k: v for k, v in sample_metrics(reals, vocab, validation, index).items()}
-        histograms["real pieces"] = np.mean(
-            [piece_statistics(decode_tokens(v, vocab)).pitch_class_histogram for v in validation], axis=0
-        )
+        metrics[REAL] = sample_metrics(reals, vocab, validation, index)
+        histograms["real pieces"] = mean_pitch_classes(validation, vocab)
 
     baseline = (config.get("baseline") or {}).get("bits_per_note")
     history = run.history()
-    marked = [int(label.split("-")[1]) for label, _ in checkpoints]
     plots = [
-        ("validation bits per note by epoch; dashed: compared epochs", curves_png(history, marked, directory / "curves.png", baseline)),
+        ("validation bits per note by epoch; dashed: compared epochs", curves_png(history, numbers, directory / "curves.png", baseline)),
         ("pitch classes: generated against real", pitch_class_png(histograms, directory / "pitch_classes.png")),
     ]
     written.extend(path for _, path in plots)
@@ -261,6 +258,12 @@ def compare(
     page_path = write_page(page, directory)
     written.append(page_path)
     return CompareResult(page_path, labels, metrics, written, synthesizers)
+
+
+def mean_pitch_classes(pieces: list[np.ndarray], vocab: Vocabulary) -> np.ndarray:
+    from composer.metrics import piece_statistics
+
+    return np.mean([piece_statistics(decode_tokens(p, vocab)).pitch_class_histogram for p in pieces], axis=0)
 
 
 def continuation(notes: list[Note], start: float) -> list[Note]:

@@ -68,6 +68,11 @@ def note_length(vocab: Vocabulary) -> int:
     return 3 if vocab.config.velocity_bins else 2
 
 
+def finishing_horizon(vocab: Vocabulary) -> int:
+    """Tokens left beyond which every state can still end on a complete note (so no search)."""
+    return 4 * (note_length(vocab) + 1)
+
+
 def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     """Whether exactly ``left`` more tokens can end on a complete note (so EOS may follow)."""
     if left == 0:
@@ -108,8 +113,8 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary) -> np.ndarray
     """The grammar's mask, less the tokens after which ``left - 1`` tokens cannot finish."""
     allowed = grammar.allowed()
     allowed[EOS] = False
-    if left > 4 * (note_length(vocab) + 1):
-        return allowed  # with this much room every state can still finish
+    if left > finishing_horizon(vocab):
+        return allowed
     memo: dict = {}
     kinds = grammar.kinds
     for kind in (1, 2, 3, 4):
@@ -164,7 +169,7 @@ def sample(
         for i, grammar in enumerate(grammars):
             if done[i]:
                 continue
-            if settings.tokens is not None or generated + 4 * (note_length(vocab) + 1) >= settings.cap:
+            if settings.tokens is not None or generated + finishing_horizon(vocab) >= settings.cap:
                 allowed = finishing_mask(grammar, limit - generated, vocab)
             else:
                 allowed = grammar.allowed()
