@@ -138,9 +138,11 @@ def train(
     layers: Optional[int] = typer.Option(None, "--layers", help="stacked LSTM layers (overrides the preset)"),
     embedding: Optional[int] = typer.Option(None, "--embedding", help="embedding size (overrides the preset)"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="dropout between layers"),
-    window: int = typer.Option(256, "--window", help="tokens per training window"),
-    batch: int = typer.Option(32, "--batch", help="windows per batch"),
-    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam learning rate"),
+    window: Optional[int] = typer.Option(None, "--window", help="tokens per training window (overrides the preset)"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="windows per batch (overrides the preset)"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="peak Adam learning rate (overrides the preset)"),
+    warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", help="epochs of linear warm-up (overrides the preset)"),
+    decay: Optional[str] = typer.Option(None, "--decay", help="cosine (down to 5 % at the last epoch) or constant (overrides the preset)"),
     transpose: int = typer.Option(5, "--transpose", help="random transposition range in semitones (0: off)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run from its last completed epoch"),
     seed: int = typer.Option(0, "--seed", help="fixes data order, augmentation and initialization"),
@@ -150,9 +152,10 @@ def train(
     """Train the stacked LSTM, keeping checkpoints at the epochs you name."""
     from composer.train import TrainConfig, train_run
 
-    config = TrainConfig(
-        epochs=epochs, save_at=parse_epochs(save_at), save_every=save_every, window=window, batch=batch,
-        learning_rate=learning_rate, transpose=transpose, seed=seed, strategy=strategy,
+    config = TrainConfig.preset(
+        preset, epochs=epochs, save_at=parse_epochs(save_at), save_every=save_every, window=window, batch=batch,
+        learning_rate=learning_rate, warmup_epochs=warmup_epochs, decay=decay, transpose=transpose, seed=seed,
+        strategy=strategy,
     )
     overrides = {"units": units, "layers": layers, "embedding": embedding, "dropout": dropout}
     bar, update = progress_bar("epoch")

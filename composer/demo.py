@@ -35,7 +35,7 @@ def demo(
 ) -> DemoResult:
     result = DemoResult()
     resume = (out / "checkpoints" / "last.keras").exists()
-    config = TrainConfig(epochs=epochs, save_at=save_at)
+    config = TrainConfig.preset("small", epochs=epochs, save_at=save_at)
     summary = train_run(BUNDLED, out, config, "small", resume=resume, report=report, progress=progress)
     result.written += summary.written
     settings = CompareSettings(num=num, bars=bars)

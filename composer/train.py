@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,21 +30,99 @@ from composer.tokens import Vocabulary
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
+# The training recipe of each preset, found by benchmarks/recipe_sweep.py on the bundled
+# chorales (its table is in the README). Model sizes live in model.PRESETS.
+RECIPES: dict[str, dict] = {
+    "small": {"window": 128, "batch": 32, "learning_rate": 2e-3, "warmup_epochs": 2, "decay": "cosine"},
+    "full": {"window": 128, "batch": 64, "learning_rate": 1e-3, "warmup_epochs": 2, "decay": "cosine"},
+}
+DECAYS = ("cosine", "constant")
+
+
 @dataclass
 class TrainConfig:
+    """Every setting of a training run; the defaults are those of runs made before recipes
+    (constant learning rate), so an old run.json still loads and resumes as it trained."""
+
     epochs: int = 150
     save_at: tuple[int, ...] = (100, 150)
     save_every: int = 0
     window: int = 256
     batch: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the peak, after warm-up
+    warmup_epochs: int = 0
+    decay: str = "constant"
+    final_lr_fraction: float = 0.05  # the learning rate at the last epoch, as a share of the peak
     clip_norm: float = 1.0
     transpose: int = 5
     seed: int = 0
     strategy: str = "default"
+    # (first epoch - 1, last epoch) of each stretch the schedule was planned for: one entry for a
+    # run trained in one go, one more for each --resume that changed --epochs
+    schedule: tuple[tuple[int, int], ...] = ()
+
+    @staticmethod
+    def preset(name: str, **overrides) -> "TrainConfig":
+        if name not in RECIPES:
+            raise ComposerError(f"unknown preset {name!r} (choose {', '.join(RECIPES)})")
+        return TrainConfig(**{**RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+    @staticmethod
+    def from_dict(values: dict) -> "TrainConfig":
+        known = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
+        config = TrainConfig(**known)
+        config.save_at = tuple(config.save_at)
+        config.schedule = tuple(tuple(stretch) for stretch in config.schedule)
+        return config
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["save_at"] = list(self.save_at)
+        values["schedule"] = [list(stretch) for stretch in self.planned()]
+        return values
+
+    def planned(self) -> tuple[tuple[int, int], ...]:
+        return self.schedule or ((0, self.epochs),)
+
+    def extended_to(self, epochs: int, done: int) -> "TrainConfig":
+        """This run continued after epoch ``done`` up to ``epochs``: a new stretch of the
+        schedule starts where the learning rate is now, so the run ends at its low point again."""
+        plan = self.planned()
+        if epochs != plan[-1][1]:
+            plan = plan + ((done, epochs),)
+        return replace(self, epochs=epochs, schedule=plan)
 
     def keeps(self, epoch: int) -> bool:
         return epoch in self.save_at or (self.save_every > 0 and epoch % self.save_every == 0)
+
+
+def learning_rate(epoch: int, config: TrainConfig) -> float:
+    """The learning rate of epoch ``epoch`` (1-based): a pure function of the epoch and the config.
+
+    Linear warm-up to the peak over ``warmup_epochs``, then (``cosine``) a half cosine down to
+    ``final_lr_fraction`` of the peak at the last epoch of the plan. A stretch added by a resume
+    with more epochs decays from the rate its first epoch inherits to the same floor.
+    """
+    peak = config.learning_rate
+    warmup = max(0, config.warmup_epochs)
+    if epoch <= warmup:
+        return peak * epoch / (warmup + 1)
+    if config.decay == "constant":
+        return peak
+    floor = peak * config.final_lr_fraction
+    plan = config.planned()
+    start_rate, rate = peak, peak
+    for index, (start, end) in enumerate(plan):
+        begin = max(start, warmup) if index == 0 else start
+        later = plan[index + 1][0] if index + 1 < len(plan) else None
+        at = epoch if later is None or epoch <= later else later
+        span = max(1, end - begin)
+        progress = min(1.0, max(0.0, (at - begin) / span))
+        rate = floor + (start_rate - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        if later is None or epoch <= later:
+            return rate
+        start_rate = rate
+    return rate
 
 
 @dataclass
@@ -138,6 +216,7 @@ def fit(
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         reseed_dropout(model, config.seed, epoch)
+        model.optimizer.learning_rate = learning_rate(epoch, config)
         windows, steps = training_windows(
             train, config.window, config.batch, config.seed, epoch, pitch_tokens, config.transpose
         )
@@ -264,6 +343,8 @@ def train_run(
 
     if config.strategy not in STRATEGIES:
         raise ComposerError(f"unknown strategy {config.strategy!r} (choose {', '.join(STRATEGIES)})")
+    if config.decay not in DECAYS:
+        raise ComposerError(f"unknown decay {config.decay!r} (choose {', '.join(DECAYS)})")
     run = Run(run_dir)
     summary = TrainSummary(run=run_dir)
     previous = run.config() if resume else None
@@ -297,8 +378,11 @@ def train_run(
 
     if previous is not None:
         model_config = ModelConfig(**previous["model"])
-        for key in ("window", "batch", "transpose", "seed", "learning_rate", "clip_norm"):
-            setattr(config, key, previous["train"][key])
+        done = run.last_epoch()
+        kept = {k: getattr(config, k) for k in ("epochs", "save_at", "save_every", "strategy")}
+        config = TrainConfig.from_dict(previous["train"])
+        config.save_at, config.save_every, config.strategy = kept["save_at"], kept["save_every"], kept["strategy"]
+        config = config.extended_to(kept["epochs"], done) if kept["epochs"] > done else replace(config, epochs=kept["epochs"])
     else:
         model_config = ModelConfig.preset(
             preset, len(vocab), mixed_precision=mixed_precision, **(model_overrides or {})
@@ -321,7 +405,7 @@ def train_run(
     run_config = {
         "model": model_config.to_dict(),
         "vocabulary": vocab.to_dict(),
-        "train": {**asdict(config), "save_at": list(config.save_at)},
+        "train": config.to_dict(),
         "data": {
             "source": str(data),
             "corpus": str(corpus_dir),
@@ -356,7 +440,8 @@ def train_run(
         done = run.last_epoch()
         report(
             f"interrupted: epoch {done} is the last completed one, saved in {run.last}; continue with "
-            f"`composer train {data} --out {run_dir} --epochs {config.epochs} --resume`"
+            f"`composer train {data} --out {run_dir} --epochs {config.epochs} --save-at {','.join(map(str, config.save_at))}"
+            + (f" --save-every {config.save_every}" if config.save_every else "") + " --resume`"
         )
     summary.written += [run.history_path, run.last] + [r.saved for r in summary.epochs if r.saved]
     return summary

@@ -55,7 +55,7 @@ def main_run(tmp_path_factory, corpus):
     recorder = RecordingFit(composer.train.fit, probe_tokens(corpus))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(composer.train, "fit", recorder)
-        result = train_cli(corpus, run, "--epochs", "4", "--save-at", "2,4")
+        result = train_cli(corpus, run, "--epochs", "4", "--save-at", "2,4", "--decay", "constant")
     return run, recorder, result
 
 
@@ -63,13 +63,13 @@ def main_run(tmp_path_factory, corpus):
 def six_epoch_run(tmp_path_factory, corpus) -> Path:
     """The same settings as main_run (seed 0), trained 6 epochs without interruption."""
     run = tmp_path_factory.mktemp("runs") / "six"
-    train_cli(corpus, run, "--epochs", "6", "--save-at", "6")
+    train_cli(corpus, run, "--epochs", "6", "--save-at", "6", "--decay", "constant")
     return run
 
 
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory, main_run, corpus):
-    """A copy of main_run resumed to 6 epochs."""
+    """A copy of main_run resumed to 6 epochs (its constant learning rate comes from run.json)."""
     run = copy_run(main_run[0], tmp_path_factory.mktemp("runs") / "resumed")
     result = train_cli(corpus, run, "--epochs", "6", "--save-at", "2,4,6", "--resume")
     return run, result
