@@ -23,7 +23,7 @@ from types import ModuleType
 import numpy as np
 
 from composer import ComposerError
-from composer.corpus import atomic_path
+from composer.storage import atomic_path
 
 TAIL_SECONDS = 1.0  # room for releases and reverb after the last note (pretty_midi renders 1 s too)
 FADE_SECONDS = 0.05  # a fade at the very end, so that cutting a longer reverb tail does not click

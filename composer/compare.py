@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.corpus import write_midi, write_text
+from composer.corpus import write_midi
+from composer.storage import write_text
 from composer.generate import Primer, SampleSettings, bar_quarters, primer_from_file, sample
 from composer.runs import Run
 from composer.tokens import BOS, Note, Vocabulary, count_notes, decode_tokens, encode_notes

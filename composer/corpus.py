@@ -7,8 +7,6 @@ A file that cannot be used raises ``UnusableFile`` with a one-line reason.
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from composer import ComposerError
+from composer.storage import atomic_path
 from composer.tokens import Note
 
 MIDI_SUFFIXES = {".mid", ".midi"}
@@ -206,31 +205,6 @@ def write_midi(
     midi.instruments.append(instrument)
     with atomic_path(path) as tmp:
         midi.write(str(tmp))
-    return path
-
-
-class atomic_path:
-    """Context manager yielding a temporary path in the target's folder; renamed on success."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # a fresh name, not a file: the writer creates it with the usual permissions (mkstemp's are 0600)
-        self.tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(6)}.tmp{self.path.suffix}"
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
     return path
 
 

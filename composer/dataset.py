@@ -25,7 +25,8 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.corpus import DEFAULT_MAX_BYTES, UnusableFile, atomic_path, find_music_files, read_piece, write_text
+from composer.corpus import DEFAULT_MAX_BYTES, UnusableFile, find_music_files, read_piece
+from composer.storage import atomic_path, write_text
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
 
 CACHE_VERSION = 2  # bump when reading or encoding changes what a file tokenizes to

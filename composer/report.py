@@ -21,7 +21,7 @@ from urllib.parse import quote
 import numpy as np
 
 from composer import __version__
-from composer.corpus import atomic_path
+from composer.storage import atomic_path
 from composer.tokens import Note
 
 PITCH_CLASSES = ["C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B"]

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.corpus import atomic_path, write_text
+from composer.storage import atomic_path, write_text
 from composer.model import ModelConfig, build_model, load_checkpoint
 from composer.runs import HISTORY_FIELDS, Run
 from composer.tokens import Vocabulary
