@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -79,14 +81,23 @@ def tokenize(
     out: Path = typer.Option(..., "--out", "-o", help="directory for the tokenized corpus"),
     jobs: int = typer.Option(os.cpu_count() or 1, "--jobs", "-j", help="parallel processes"),
     no_cache: bool = typer.Option(False, "--no-cache", help="re-read every file instead of using the cache"),
-    max_mb: float = typer.Option(10.0, "--max-mb", help="skip files larger than this"),
+    max_mb: float = typer.Option(10.0, "--max-mb", help="skip files larger than this (.mxl: once decompressed)"),
+    max_quarters: float = typer.Option(10_000, "--max-quarters", help="skip pieces longer than this many quarter notes (after silences over 4 bars shrink to 4 bars)"),
+    max_tokens: int = typer.Option(100_000, "--max-tokens", help="skip pieces of more tokens than this"),
     validation: float = typer.Option(0.1, "--validation", help="share of pieces held out for validation"),
     velocity_bins: int = typer.Option(0, "--velocity-bins", help="tokenize velocity in this many bins (0: off)"),
 ) -> None:
     """Tokenize music files into a corpus for training, with a train/validation split."""
+    from composer.corpus import Limits
     from composer.dataset import default_cache_dir, tokenize_corpus
     from composer.tokens import TokenizerConfig
 
+    # checked before reading anything: an --out that is a file would only fail after all the work
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ComposerError(f"--out {out}: {blocker} is a file, not a folder; give a folder for the tokenized corpus")
+    if max_mb <= 0 or max_quarters <= 0 or max_tokens <= 2:
+        raise ComposerError("--max-mb, --max-quarters and --max-tokens must be positive")
     bar, update = progress_bar("tokenizing")
     with bar:
         summary = tokenize_corpus(
@@ -94,7 +105,7 @@ def tokenize(
             out,
             TokenizerConfig(velocity_bins=velocity_bins),
             jobs=jobs,
-            max_bytes=int(max_mb * 1e6),
+            limits=Limits(max_bytes=int(max_mb * 1e6), max_quarters=max_quarters, max_tokens=max_tokens),
             cache_dir=None if no_cache else default_cache_dir(),
             validation_share=validation,
             progress=update,
@@ -245,22 +256,25 @@ def generate(
     top_p: float = typer.Option(1.0, "--top-p", help="sample from the smallest set holding this probability"),
     primer: Optional[Path] = typer.Option(None, "--primer", help="a MIDI/MusicXML file whose opening is continued"),
     primer_bars: float = typer.Option(2.0, "--primer-bars", help="bars of the primer to use"),
+    max_voices: Optional[int] = typer.Option(None, "--max-voices", help="no more notes sounding at once (default: the corpus's ceiling; 0: no limit)"),
     seed: int = typer.Option(0, "--seed", help="the same seed gives the same samples"),
     bpm: Optional[float] = typer.Option(None, "--bpm", help="tempo when there is no primer (default: corpus median)"),
     program: int = typer.Option(0, "--program", help="General MIDI program (0: piano)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
+    musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a two-staff MusicXML score"),
 ) -> None:
-    """Compose new pieces from a checkpoint and write them as MIDI."""
+    """Compose new pieces from a checkpoint and write them as MIDI (and MusicXML)."""
     if sum(x is not None for x in (tokens, bars, seconds)) > 1:
         raise ComposerError("give one of --tokens, --bars and --seconds")
     from composer.generate import SampleSettings, generate as run_generate
 
-    settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, tokens=tokens)
-    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out)
-    for path in result.paths:
+    settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, tokens=tokens, max_voices=max_voices)
+    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml)
+    for path in result.paths + result.scores:
         typer.echo(f"wrote {path}")
+    count = len(result.paths)
     typer.echo(
-        f"{len(result.paths)} samples, {sum(len(t) for t in result.tokens):,} tokens in {result.seconds:.2f} s "
+        f"{count} sample{'s' if count != 1 else ''}, {sum(len(t) for t in result.tokens):,} tokens in {result.seconds:.2f} s "
         f"({result.tokens_per_second:,.0f} new tokens/s)"
     )
 
@@ -270,24 +284,26 @@ def generate(
 def compare(
     run: Path = typer.Argument(..., help="run directory"),
     epochs: str = typer.Option("100,150", "--epochs", help="saved epochs to compare, e.g. 100,150, or all"),
-    num: int = typer.Option(4, "--num", "-n", help="primers (columns of the page)"),
+    num: int = typer.Option(4, "--num", "-n", help="openings shown on the page with audio (columns)"),
+    samples: int = typer.Option(32, "--samples", help="continuations measured per checkpoint (the shown ones among them)"),
     primer: Optional[Path] = typer.Option(None, "--primer", help="continue this file instead of validation openings"),
     primer_from: str = typer.Option("validation", "--primer-from", help="validation: openings of held-out pieces"),
     primer_bars: float = typer.Option(2.0, "--primer-bars", help="bars of each primer"),
     bars: float = typer.Option(16.0, "--bars", help="bars to generate after each primer"),
-    temperature: float = typer.Option(1.0, "--temperature"),
-    top_k: int = typer.Option(0, "--top-k"),
-    top_p: float = typer.Option(1.0, "--top-p"),
+    temperature: float = typer.Option(1.0, "--temperature", help="below 1: safer; above 1: wilder; 0: greedy"),
+    top_k: int = typer.Option(0, "--top-k", help="sample among the k likeliest tokens (0: off)"),
+    top_p: float = typer.Option(1.0, "--top-p", help="sample from the smallest set holding this probability"),
+    max_voices: Optional[int] = typer.Option(None, "--max-voices", help="no more notes sounding at once (default: the corpus's ceiling; 0: no limit)"),
     seed: int = typer.Option(0, "--seed", help="the same seeds for every epoch"),
     soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="a General MIDI .sf2 (default: TimGM6mb from pretty_midi)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the page (default: RUN/compare/<stamp>)"),
 ) -> None:
-    """Listen to epochs side by side: the same primers continued by each checkpoint, with metrics."""
+    """Listen to epochs side by side: the same primers continued by each checkpoint, with measures and their uncertainty."""
     if primer_from != "validation":
         raise ComposerError(f"--primer-from {primer_from!r}: only 'validation' is known")
     from composer.compare import CompareSettings, compare as run_compare
 
-    settings = CompareSettings(num, bars, primer, primer_bars, temperature, top_k, top_p, seed, soundfont)
+    settings = CompareSettings(num, bars, primer, primer_bars, temperature, top_k, top_p, seed, soundfont, samples, max_voices)
     result = run_compare(run, epochs, settings, typer.echo, out)
     print_compare_summary(result)
 
@@ -296,16 +312,21 @@ def print_compare_summary(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    shown = ["val_bits_per_note", "train_bits_per_note", "overlap_mean", "scale_consistency", "mean_longest_copy", "mean_window_share"]
-    table = Table(title="comparison")
-    table.add_column("")
-    for key in shown:
-        table.add_column(key.replace("_", " "), justify="right")
-    for row, values in result.metrics.items():
-        table.add_row(row, *(f"{values.get(k, float('nan')):.3f}" for k in shown))
+    comparison = result.comparison
+    rows = list(comparison.measures[0].values) if comparison.measures else comparison.checkpoints
+    table = Table(title=f"closer to real music? ({comparison.samples} samples per checkpoint, 95 % intervals)")
+    table.add_column("measure")
+    table.add_column("real", justify="right")
+    for row in rows:
+        table.add_column(row, justify="right")
+    table.add_column("verdict")
+    for m in comparison.measures:
+        cells = [f"{m.values[r][0]:.3g} [{m.values[r][1]:.3g}, {m.values[r][2]:.3g}]" for r in rows]
+        table.add_row(m.key, f"{m.reference:.3g}", *cells, f"{m.closest} closer" if m.closest else "no clear difference")
     Console().print(table)
     for path in result.written:
         typer.echo(f"wrote {path}")
+    typer.echo(result.headline)
     typer.echo(f"open {result.page}")
 
 
@@ -330,7 +351,47 @@ def demo(
         typer.echo(f"open {page}")
 
 
+# TensorFlow's C++ start-up log ("I0000 00:00:… port.cc:153] oneDNN custom operations are on",
+# "E0000 … failed call to cuInit" on machines without a GPU, and absl's line before them) is
+# written by native code straight to file descriptor 2, past Python's sys.stderr and
+# TF_CPP_MIN_LOG_LEVEL. Errors other than the GPU probe still get through.
+NATIVE_LOG = re.compile(rb"^[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] ")
+NATIVE_NOISE = re.compile(rb"^(E\d{4} [\d:.]+ +\d+ \S+:\d+\] .*(cuInit|cuda|CUDA)|WARNING: All log messages before absl::InitializeLog\(\))")
+
+
+def filter_native_stderr() -> None:
+    """Route file descriptor 2 through a pipe that drops TensorFlow's native start-up lines."""
+    import atexit
+    import threading
+
+    try:
+        terminal = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except OSError:
+        return  # no stderr to filter (closed, or a sandbox without pipes): leave it as it is
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(terminal), "wb", buffering=0) as out:
+            for line in pipe:
+                if not (NATIVE_LOG.match(line) or NATIVE_NOISE.match(line)):
+                    out.write(line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)  # closes the pipe's write end: the pump reads to the end and stops
+        thread.join(timeout=5)
+
+    atexit.register(finish)
+
+
 def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    filter_native_stderr()
     app()
 
 

@@ -1,18 +1,27 @@
-"""Epoch comparison: the same primers and seeds through each checkpoint, heard and measured side by side.
+"""Epoch comparison: the same openings and seeds through each checkpoint, heard and measured side by side.
 
-For every compared epoch, N samples continue the same N primers with the same seeds, so the
-differences come from the weights alone. By default the primers are the openings of N
-validation pieces, and each piece's real continuation is rendered too, as a reference.
+For every compared epoch, ``samples`` continuations (32 by default) of the openings of held-out
+pieces are sampled through the same path as ``composer generate`` (``generate.continue_primers``),
+with the same seeds, so differences come from the weights alone. The first ``num`` are shown on
+the page with audio; all of them are measured. Each measure is compared with real music: the
+mean over excerpts of the training pieces as long as a continuation. A checkpoint is "closer to
+real" on a measure only where the 95 % bootstrap intervals of the distances separate; otherwise
+the page says "no clear difference". The held-out real continuations are measured the same way,
+as a sanity check: real music must be at least as close as any checkpoint.
+
 Everything lands in ``RUN/compare/<stamp>/``: MIDI, WAV, piano rolls, plots, metrics.json,
-metrics.csv and index.html.
+metrics.csv and index.html. It is built in a hidden folder and renamed when complete, so a
+failed comparison leaves no partial page.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,19 +30,24 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.corpus import write_midi
-from composer.storage import write_text
-from composer.generate import Primer, SampleSettings, bar_quarters, primer_from_file, sample
+from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, primer_from_file
 from composer.runs import Run
-from composer.tokens import BOS, Note, Vocabulary, count_notes, decode_tokens, encode_notes
+from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes
 
 TRAIN_PIECES_FOR_BITS = 64  # training bits per note on a fixed subset: enough to show the gap, quick
 REAL = "real continuation"
+# The measures compared with real music, by what a listener notices first.
+CLOSER_TO_REAL = (
+    "chord_tone_rate", "in_key_rate", "mean_voices", "above_ceiling_share",
+    "parallel_fifths_per_100", "parallel_octaves_per_100", "crossing_share", "out_of_range_share",
+    "pitch_range", "pitch_count_per_bar", "mean_ioi", "empty_beat_rate",
+)
+REFERENCE_EXCERPTS = 240  # training excerpts measured as real music: enough for a steady mean, quick
 
 
 @dataclass
 class CompareSettings:
-    num: int = 4
+    num: int = 4  # openings shown on the page, with audio
     bars: float = 16
     primer: Path | None = None
     primer_bars: float = 2
@@ -42,10 +56,12 @@ class CompareSettings:
     top_p: float = 1.0
     seed: int = 0
     soundfont: Path | None = None
+    samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
+    max_voices: int | None = None  # None: the run's voice ceiling
 
 
 @dataclass
-class Column:
+class Opening:
     """One primer: its tokens, tempo and metre, and (from a validation piece) what really followed."""
 
     name: str
@@ -54,12 +70,42 @@ class Column:
 
 
 @dataclass
+class Measure:
+    """One measure across the rows of the page: the mean of each row with its 95 % interval,
+    the distance of that mean to real music's with its interval, and the verdict."""
+
+    key: str
+    description: str
+    reference: float  # mean over excerpts of training pieces
+    values: dict[str, tuple[float, float, float]]  # row -> (mean, low, high)
+    distances: dict[str, tuple[float, float, float]]  # row -> (|mean - reference|, low, high)
+    closest: str | None = None  # the checkpoint clearly closest to real; None: no clear difference
+
+
+@dataclass
+class Comparison:
+    """Everything the page and the command report, in numbers (see ``headline``)."""
+
+    checkpoints: list[str]  # row labels, e.g. ["epoch 100", "epoch 150"]
+    bits: dict[str, dict[str, float]]  # row -> {"validation": ..., "training": ...}
+    measures: list[Measure]
+    copies: dict[str, tuple[float, float, float]]  # row -> longest copy in beats: (mean, low, high)
+    longest_copy: dict[str, float]  # row -> the longest copy of any sample, beats
+    samples: int
+    real_is_closest: dict[str, bool]  # measure -> no checkpoint clearly closer to real than real continuations
+
+
+@dataclass
 class CompareResult:
     page: Path
     epochs: list[str]
-    metrics: dict[str, dict[str, float]]  # row label -> metric -> value
+    comparison: Comparison
+    headline: str
     written: list[Path] = field(default_factory=list)
     synthesizers: set[str] = field(default_factory=set)
+
+
+# ---- openings and reference excerpts ------------------------------------------------------------
 
 
 def load_run_corpus(run: Run, config: dict, vocab: Vocabulary, report: Callable[[str], None]):
@@ -83,48 +129,164 @@ def load_run_corpus(run: Run, config: dict, vocab: Vocabulary, report: Callable[
     return corpus
 
 
-def validation_columns(corpus, settings: CompareSettings, vocab: Vocabulary) -> list[Column]:
-    """Openings of the first N validation pieces (by name) that are long enough to continue."""
-    chosen = []
+def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary) -> list[Opening]:
+    """Openings of the validation pieces (by name), those long enough to continue first."""
     records = sorted(zip(corpus.pieces, corpus.tokens), key=lambda rt: rt[0].name)
     candidates = [(r, t) for r, t in records if r.split == "validation"]
     if not candidates:
         raise ComposerError("the run's corpus has no validation pieces to take primers from; give --primer")
-
-    def length(rt) -> float:
-        return max(n.start + n.duration for n in decode_tokens(rt[1], vocab))
-
-    bar_of = {r.name: bar_quarters(r.time_signature) for r, _ in candidates}
-    long_enough = [rt for rt in candidates if length(rt) >= (settings.primer_bars + settings.bars) * bar_of[rt[0].name]]
-    for record, tokens in (long_enough + [rt for rt in candidates if rt not in long_enough])[: settings.num]:
-        bar = bar_of[record.name]
+    openings = []
+    for record, tokens in candidates:
+        bar = bar_quarters(record.time_signature)
         primer_end = settings.primer_bars * bar
+        end = primer_end + settings.bars * bar
         notes = decode_tokens(tokens, vocab)
         opening = [n for n in notes if n.start < primer_end - 1e-9]
-        end = primer_end + settings.bars * bar
-        real = [
-            Note(n.pitch, n.start, min(n.duration, end - n.start), n.velocity)
-            for n in notes
-            if n.start < end - 1e-9
-        ]
-        primer_tokens = encode_notes(opening, vocab)[:-1]
-        primer = Primer(record.name.replace("/", "_"), primer_tokens, record.tempo, record.time_signature, primer_end)
-        chosen.append(Column(primer.name, primer, real))
-    return chosen
+        if not opening:
+            continue
+        real = [Note(n.pitch, n.start, min(n.duration, end - n.start), n.velocity) for n in notes if n.start < end - 1e-9]
+        primer = Primer(record.name.replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, record.time_signature, primer_end)
+        long_enough = max(n.start + n.duration for n in notes) >= end - 1e-9
+        openings.append((not long_enough, Opening(primer.name, primer, real)))
+    return [o for _, o in sorted(openings, key=lambda lo: lo[0])]
 
 
-def checkpoint_bits(model, corpus, vocab) -> tuple[float, float]:
-    """Validation and training bits per note of one checkpoint."""
+def training_excerpts(corpus, vocab: Vocabulary, quarters: float) -> list[list[Note]]:
+    """Consecutive excerpts of ``quarters`` from every training piece, each moved to start at 0:
+    real music of the same length as a continuation, to measure against."""
+    excerpts = []
+    for tokens in corpus.split("train"):
+        notes = decode_tokens(tokens, vocab)
+        if not notes:
+            continue
+        length = max(n.start + n.duration for n in notes)
+        for k in range(max(1, int(length // quarters))):
+            excerpts.append(continuation(notes, k * quarters, (k + 1) * quarters))
+    return [e for e in excerpts if e]
+
+
+def continuation(notes: list[Note], start: float, end: float | None = None) -> list[Note]:
+    """The notes starting in [start, end), moved to begin at 0 and cut at ``end``."""
+    out = []
+    for n in notes:
+        if n.start >= start - 1e-9 and (end is None or n.start < end - 1e-9):
+            duration = n.duration if end is None else min(n.duration, end - n.start)
+            out.append(Note(n.pitch, n.start - start, duration, n.velocity))
+    return out
+
+
+# ---- measuring -------------------------------------------------------------------------------------
+
+
+def measure_piece(notes: list[Note], context: list[Note], ceiling: int, ranges) -> dict[str, float]:
+    """Every CLOSER_TO_REAL measure of one continuation (``context``: primer and continuation)."""
+    from composer.metrics import heard_measures, piece_statistics, score_measures
+
+    values = {**heard_measures(notes, context, ceiling), **score_measures(notes, ranges)}
+    statistics = piece_statistics(notes)
+    for key in CLOSER_TO_REAL:
+        if key not in values:
+            values[key] = float(getattr(statistics, key))
+    return values
+
+
+def compare_measures(
+    rows: dict[str, list[dict[str, float]]], reference: list[dict[str, float]], checkpoints: list[str], seed: int
+) -> list[Measure]:
+    """Per measure: each row's mean and distance to the reference mean, with bootstrap intervals,
+    and the checkpoint whose distance interval lies wholly below every other checkpoint's."""
+    from composer.metrics import HEARD_INFO, bootstrap_means, interval
+
+    descriptions = {**HEARD_INFO, **_STATISTIC_DESCRIPTIONS}
+    measures = []
+    for number, key in enumerate(CLOSER_TO_REAL):
+        ref_values = np.array([r[key] for r in reference], dtype=float)
+        ref = float(np.nanmean(ref_values)) if np.isfinite(ref_values).any() else math.nan
+        values, distances = {}, {}
+        for row_number, (row, pieces) in enumerate(rows.items()):
+            draws = bootstrap_means([p[key] for p in pieces], seed=seed * 1000 + number * 31 + row_number)
+            mean = float(np.nanmean([p[key] for p in pieces])) if pieces else math.nan
+            values[row] = (mean, *interval(draws))
+            distances[row] = (abs(mean - ref), *interval(np.abs(draws - ref)))
+        measures.append(Measure(key, descriptions[key], ref, values, distances, clearly_closest(distances, checkpoints)))
+    return measures
+
+
+def clearly_closest(distances: dict[str, tuple[float, float, float]], checkpoints: list[str]) -> str | None:
+    """The checkpoint whose distance interval ends below the start of every other's, if any."""
+    finite = [c for c in checkpoints if c in distances and all(math.isfinite(x) for x in distances[c])]
+    for candidate in finite:
+        others = [c for c in finite if c != candidate]
+        if others and all(distances[candidate][2] < distances[c][1] for c in others):
+            return candidate
+    return None
+
+
+def real_holds(measure: Measure, checkpoints: list[str]) -> bool:
+    """The sanity check of a measure: no checkpoint is clearly closer to real music than the
+    held-out real continuations are (its distance interval wholly below theirs)."""
+    real = measure.distances[REAL]
+    return not any(measure.distances[c][2] < real[1] for c in checkpoints if c in measure.distances)
+
+
+_STATISTIC_DESCRIPTIONS = {
+    "pitch_range": "highest minus lowest pitch, semitones",
+    "pitch_count_per_bar": "distinct pitches per bar",
+    "mean_ioi": "mean quarters between onsets",
+    "empty_beat_rate": "share of beats with nothing sounding",
+}
+
+
+def headline(comparison: Comparison) -> str:
+    """The comparison in one sentence, from the numbers alone (tested on fixed tables)."""
+    labels = comparison.checkpoints
+    total = len(comparison.measures)
+    wins = {label: sum(m.closest == label for m in comparison.measures) for label in labels}
+    unclear = sum(m.closest is None for m in comparison.measures)
+    copy = max(comparison.longest_copy.get(label, 0.0) for label in labels) if labels else 0.0
+    copies = f"copies at most {copy:.3g} beats from training"
+    if len(labels) == 1:
+        return f"{labels[0]}: {comparison.samples} samples measured; {copies}"
+    best = max(labels, key=lambda label: (wins[label], -labels.index(label)))
+    others = ", ".join(f"{label} on {wins[label]}" for label in labels if label != best and wins[label])
+    parts = []
+    if wins[best] == 0:
+        parts.append(f"no clear difference between {' and '.join(labels)} on any of {total} measures")
+    else:
+        parts.append(
+            f"{best} is closer to the real music on {wins[best]} of {total} measures"
+            + f" ({unclear} no clear difference" + (f"; {others}" if others else "") + ")"
+        )
+    bits = {label: comparison.bits.get(label, {}).get("validation", math.nan) for label in labels}
+    finite = {label: b for label, b in bits.items() if math.isfinite(b)}
+    if len(finite) >= 2:
+        lowest = min(finite, key=finite.get)
+        gap = max(finite.values()) - finite[lowest]
+        parts.append(f"{lowest} is {gap:.2f} bits per note lower on validation")
+    parts.append(copies)
+    return ", ".join(parts) + f" ({comparison.samples} samples per checkpoint, 95 % intervals)"
+
+
+# ---- the comparison --------------------------------------------------------------------------------
+
+
+def checkpoint_bits(run: Run, epoch: int, model, corpus, vocab, validation_notes: int) -> dict[str, float]:
+    """Validation bits per note as the run's history recorded it (one source of truth, as
+    ``composer info``), else computed the way training computes it; training bits on a subset."""
     from composer.metrics import bits_per_note
     from composer.train import token_nll
 
-    def bits(pieces: list[np.ndarray]) -> float:
-        if not pieces:
-            return math.nan
-        nll, _ = token_nll(model, pieces)
-        return bits_per_note(nll, sum(count_notes(p, vocab) for p in pieces))
-
-    return bits(corpus.split("validation")), bits(corpus.split("train")[:TRAIN_PIECES_FOR_BITS])
+    recorded = {row["epoch"]: row["val_bits_per_note"] for row in run.history()}
+    validation = corpus.split("validation")
+    if epoch in recorded and math.isfinite(recorded[epoch]):
+        val = recorded[epoch]
+    elif validation:
+        val = bits_per_note(token_nll(model, validation)[0], validation_notes)
+    else:
+        val = math.nan
+    train = corpus.split("train")[:TRAIN_PIECES_FOR_BITS]
+    training = bits_per_note(token_nll(model, train)[0], sum(count_notes(p, vocab) for p in train)) if train else math.nan
+    return {"validation": val, "training": training}
 
 
 def stamp(root: Path) -> Path:
@@ -143,139 +305,208 @@ def compare(
     report: Callable[[str], None] = print,
     out: Path | None = None,
 ) -> CompareResult:
-    from composer.audio import render_wav
-    from composer.metrics import METRIC_INFO, TrainingIndex, sample_metrics
-    from composer.model import LSTMStepper, load_checkpoint
-    from composer.report import Cell, ComparisonPage, MetricRow, curves_png, piano_roll_png, pitch_class_png, write_page
-
     run = Run(run_dir)
     config = run.config()
     vocab = Vocabulary.from_dict(config["vocabulary"])
+    sample_settings = SampleSettings(settings.temperature, settings.top_k, settings.top_p, settings.seed, max_voices=settings.max_voices)
+    check_settings(sample_settings)
+    if settings.num < 1 or settings.samples < 1:
+        raise ComposerError(f"--num {settings.num} / --samples {settings.samples}: at least one each")
+    if settings.bars <= 0 or settings.primer_bars <= 0:
+        raise ComposerError("--bars and --primer-bars must be positive")
     checkpoints = run.resolve_many(epochs)
+    directory = out or stamp(run.comparisons)
+    if directory.exists() and not directory.is_dir():
+        raise ComposerError(f"{directory}: is a file, not a folder; choose another --out")
     corpus = load_run_corpus(run, config, vocab, report)
+    # built aside and renamed at the end: a failure leaves no half-written page
+    building = directory.parent / f".{directory.name}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    try:
+        result = _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings, building, report)
+        if directory.exists():
+            shutil.rmtree(directory)
+        building.rename(directory)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    result.page = directory / result.page.name
+    result.written = [directory / p.relative_to(building) for p in result.written]
+    return result
+
+
+def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings, directory, report) -> CompareResult:
+    from composer.audio import render_wav
+    from composer.corpus import write_midi
+    from composer.dataset import corpus_voice_ceiling
+    from composer.generate import continue_primers, load_sampler, span_end
+    from composer.metrics import TrainingIndex, bootstrap_means, copy_beats, interval
+    from composer.report import Cell, ComparisonPage, curves_png, piano_roll_png, pitch_class_png, write_page
+    from composer.score import excerpt_window, render_excerpt_svg, voice_ranges
+    from composer.storage import write_text
+
     if settings.primer is not None:
         primer = primer_from_file(settings.primer, settings.primer_bars, vocab)
-        columns = [Column(f"{primer.name} #{i + 1}", primer) for i in range(settings.num)]
+        openings = [Opening(primer.name, primer)]
     else:
-        columns = validation_columns(corpus, settings, vocab)
-    directory = out or stamp(run.comparisons)
-    directory.mkdir(parents=True, exist_ok=True)
+        openings = validation_openings(corpus, settings, vocab)
+    count = max(settings.samples, settings.num)
+    # sample i continues opening i mod n: with fewer openings than samples, each is continued
+    # several times, by different generators
+    chosen = [openings[i % len(openings)] for i in range(count)]
+    shown = chosen[: min(settings.num, len(openings))]
+    ceiling = int(config["data"].get("max_voices") or corpus_voice_ceiling(corpus))
     written: list[Path] = []
     synthesizers: set[str] = set()
     cells: dict[tuple[str, str], Cell] = {}
-    spq = vocab.config.steps_per_quarter
-
-    def add_cell(row: str, column: Column, notes: list[Note], slug: str) -> None:
-        bpm = column.primer.bpm or config["data"].get("median_bpm", 120.0)
-        signature = column.primer.time_signature or "4/4"
-        midi = write_midi(notes, directory / f"{slug}.mid", bpm, 0, signature)
-        rendering = render_wav(midi, directory / f"{slug}.wav", settings.soundfont)
-        synthesizers.add(rendering.synthesizer)
-        image = piano_roll_png(notes, directory / f"{slug}.png", f"{row} · {column.name}", column.primer.end or None)
-        written.extend([midi, rendering.path, image])
-        cells[(row, column.name)] = Cell(audio=rendering.path.name, image=image.name, midi=midi.name)
-
     index = TrainingIndex(corpus.split("train"))
-    validation = corpus.split("validation")
+    ranges = voice_ranges([decode_tokens(t, vocab) for t in corpus.split("train")[:80]])
+    validation_notes = int(config["data"].get("validation_notes") or sum(p.notes for p in corpus.records("validation")))
     numbers = [int(label.split("-")[1]) for label, _ in checkpoints]
     labels = [f"epoch {n}" for n in numbers]
-    metrics: dict[str, dict[str, float]] = {}
+    primer_notes = {o.name: decode_tokens(o.primer.tokens, vocab) for o in openings}
+    # one pitch range for every piano roll, so cells compare at a glance
+    all_notes: list[list[Note]] = []
+
+    def span_of(opening: Opening, sampler) -> float:
+        return span_end(opening.primer, sampler, settings.bars, None)
+
+    rows: dict[str, list[dict[str, float]]] = {}
+    copies: dict[str, list[float]] = {}
+    shown_notes: dict[tuple[str, str], tuple[list[Note], Opening, float]] = {}
+    bits: dict[str, dict[str, float]] = {}
     histograms: dict[str, np.ndarray] = {}
-    for (label, path), row in zip(checkpoints, labels):
-        report(f"{row}: sampling {len(columns)} continuations of {settings.bars:g} bars")
-        model = load_checkpoint(path, len(vocab))
-        stepper = LSTMStepper(model)
-        steps = [int(round(settings.bars * bar_quarters(c.primer.time_signature or "4/4") * spq)) for c in columns]
-        samples = []
-        # columns may differ in metre; sample each length group together
-        for length in sorted(set(steps)):
-            group = [i for i, s in enumerate(steps) if s == length]
-            run_settings = SampleSettings(
-                settings.temperature, settings.top_k, settings.top_p, settings.seed, steps=length
-            )
-            starts = [int(round(columns[i].primer.end * spq)) for i in group]
-            result = sample(stepper, vocab, [columns[i].primer.tokens for i in group], run_settings, starts=starts)
-            samples.extend(zip(group, result))
-        samples = [s for _, s in sorted(samples, key=lambda gs: gs[0])]
-        for column, tokens in zip(columns, samples):
-            add_cell(row, column, decode_tokens(tokens, vocab), f"{label}_{column.name}")
-        continuations = [np.concatenate([[BOS], s[len(c.primer.tokens) :]]) for c, s in zip(columns, samples)]
-        val_bits, train_bits = checkpoint_bits(model, corpus, vocab)
-        metrics[row] = {"val_bits_per_note": val_bits, "train_bits_per_note": train_bits}
-        metrics[row].update(sample_metrics(continuations, vocab, validation, index))
-        histograms[row] = mean_pitch_classes(continuations, vocab)
-    rows = list(labels)
-    if any(c.real for c in columns):
-        rows.append(REAL)
-        for column in columns:
-            if column.real:
-                add_cell(REAL, column, column.real, f"real_{column.name}")
-        reals = [encode_notes(continuation(c.real, c.primer.end), vocab) for c in columns if c.real]
-        metrics[REAL] = sample_metrics(reals, vocab, validation, index)
-        histograms["real pieces"] = mean_pitch_classes(validation, vocab)
+    for (label, _), row, number in zip(checkpoints, labels, numbers):
+        report(f"{row}: sampling {count} continuations of {settings.bars:g} bars ({len(shown)} shown)")
+        sampler = load_sampler(run, str(number))
+        samples = continue_primers(sampler, [o.primer for o in chosen], sample_settings, bars=settings.bars)
+        rows[row], copies[row] = [], []
+        continuations = []
+        for i, (opening, tokens) in enumerate(zip(chosen, samples)):
+            notes = decode_tokens(tokens, vocab)
+            end = span_of(opening, sampler)
+            new = continuation(notes, opening.primer.end, end)
+            rows[row].append(measure_piece(new, continuation(notes, 0.0, end), ceiling, ranges))
+            new_tokens = tokens[len(opening.primer.tokens) : -1]
+            copies[row].append(copy_beats(new_tokens, vocab, index))
+            continuations.append(new)
+            if i < len(shown):
+                shown_notes[(row, opening.name)] = (continuation(notes, 0.0, end), opening, end)
+                all_notes.append(shown_notes[(row, opening.name)][0])
+        bits[row] = checkpoint_bits(run, number, sampler.model, corpus, vocab, validation_notes)
+        histograms[row] = mean_pitch_classes(continuations)
+    real_rows = []
+    unique = list(dict.fromkeys(o.name for o in chosen))
+    by_name = {o.name: o for o in openings}
+    if settings.primer is None:
+        sampler_span = {o.name: o.primer.end + settings.bars * bar_quarters(o.primer.time_signature or "4/4") for o in openings}
+        for name in unique:
+            opening = by_name[name]
+            end = sampler_span[name]
+            real_rows.append(measure_piece(continuation(opening.real, opening.primer.end, end), continuation(opening.real, 0.0, end), ceiling, ranges))
+        for opening in shown:
+            notes = continuation(opening.real, 0.0, sampler_span[opening.name])
+            shown_notes[(REAL, opening.name)] = (notes, opening, sampler_span[opening.name])
+            all_notes.append(notes)
+        rows[REAL] = real_rows
+        copies[REAL] = [
+            copy_beats(encode_notes(continuation(by_name[n].real, by_name[n].primer.end), vocab)[1:-1], vocab, index) for n in unique
+        ]
+        histograms["real pieces"] = mean_pitch_classes([decode_tokens(t, vocab) for t in corpus.split("validation")])
+
+    excerpts = training_excerpts(corpus, vocab, settings.bars * bar_quarters(openings[0].primer.time_signature or "4/4"))
+    step = max(1, len(excerpts) // REFERENCE_EXCERPTS)
+    reference = [measure_piece(e, e, ceiling, ranges) for e in excerpts[::step]]
+    measures = compare_measures(rows, reference, labels, settings.seed)
+    copy_intervals = {}
+    for number, (row, values) in enumerate(copies.items()):
+        copy_intervals[row] = (float(np.mean(values)), *interval(bootstrap_means(values, seed=settings.seed + number)))
+    comparison = Comparison(
+        checkpoints=labels,
+        bits=bits,
+        measures=measures,
+        copies=copy_intervals,
+        longest_copy={row: float(max(values)) for row, values in copies.items()},
+        samples=count,
+        real_is_closest={m.key: real_holds(m, labels) for m in measures if REAL in m.distances},
+    )
+    summary = headline(comparison)
+    report(summary)
+
+    pitches = [n.pitch for notes in all_notes for n in notes]
+    pitch_span = (min(pitches), max(pitches)) if pitches else None
+    for (row, name), (notes, opening, end) in shown_notes.items():
+        slug = f"{'real' if row == REAL else row.replace(' ', '-')}_{name}"
+        bpm = opening.primer.bpm or float(config["data"].get("median_bpm", 120.0))
+        signature = opening.primer.time_signature or "4/4"
+        midi = write_midi(notes, directory / f"{slug}.mid", bpm, 0, signature, end)
+        rendering = render_wav(midi, directory / f"{slug}.wav", settings.soundfont)
+        synthesizers.add(rendering.synthesizer)
+        image = piano_roll_png(notes, directory / f"{slug}.png", f"{row} · {name}", opening.primer.end or None, pitch_span, end)
+        start, stop = excerpt_window(opening.primer.end, signature)
+        score = render_excerpt_svg(notes, directory / f"{slug}.svg", start, stop, opening.primer.end or None, None, signature, bpm)
+        written.extend([midi, rendering.path, image, score])
+        cells[(row, name)] = Cell(audio=rendering.path.name, image=image.name, midi=midi.name, score=score.name)
 
     baseline = (config.get("baseline") or {}).get("bits_per_note")
-    history = run.history()
     plots = [
-        ("validation bits per note by epoch; dashed: compared epochs", curves_png(history, numbers, directory / "curves.png", baseline)),
+        ("validation bits per note by epoch; dashed: compared epochs", curves_png(run.history(), numbers, directory / "curves.png", baseline)),
         ("pitch classes: generated against real", pitch_class_png(histograms, directory / "pitch_classes.png")),
     ]
     written.extend(path for _, path in plots)
-    info = {
-        "val_bits_per_note": ("validation bits per note of the checkpoint (held-out pieces)", "lower"),
-        "train_bits_per_note": (f"training bits per note (first {TRAIN_PIECES_FOR_BITS} training pieces); the gap to validation shows overfitting", None),
-        **METRIC_INFO,
-    }
-    keys = list(info)
-    metric_rows = [
-        MetricRow(key, info[key][0], info[key][1], {row: values[key] for row, values in metrics.items() if key in values})
-        for key in keys
-    ]
+    plural = "s" if count != 1 else ""
     settings_shown = {
         "run": run.name,
         "epochs": ", ".join(labels),
         "primers": "validation openings" if settings.primer is None else str(settings.primer),
         "primer bars": f"{settings.primer_bars:g}",
         "bars generated": f"{settings.bars:g}",
+        "measured": f"{count} sample{plural} per checkpoint ({len(shown)} shown)",
         "temperature": f"{settings.temperature:g}",
         "top-k": str(settings.top_k),
         "top-p": f"{settings.top_p:g}",
+        "voice ceiling": str(settings.max_voices if settings.max_voices is not None else ceiling),
         "seed": str(settings.seed),
         "n-gram baseline": f"{baseline:.3f} bits/note" if baseline else "–",
         "audio": ", ".join(sorted(synthesizers)),
     }
     page = ComparisonPage(
         title=f"{run.name}: {' vs '.join(labels)}",
+        headline=summary,
         settings=settings_shown,
-        rows=rows,
-        columns=[c.name for c in columns],
+        rows=labels + ([REAL] if settings.primer is None else []),
+        columns=[o.name for o in shown],
         cells=cells,
-        metrics=metric_rows,
-        metric_columns=labels,
+        comparison=comparison,
         plots=[(caption, path.name) for caption, path in plots],
     )
-    written.append(write_text(directory / "metrics.json", json.dumps({"settings": settings_shown, "metrics": metrics}, indent=1)))
-    written.append(write_text(directory / "metrics.csv", metrics_csv(metrics, keys)))
+    written.append(write_text(directory / "metrics.json", json.dumps({"settings": settings_shown, "headline": summary, **comparison_dict(comparison)}, indent=1)))
+    written.append(write_text(directory / "metrics.csv", metrics_csv(comparison)))
     page_path = write_page(page, directory)
     written.append(page_path)
-    return CompareResult(page_path, labels, metrics, written, synthesizers)
+    return CompareResult(page_path, labels, comparison, summary, written, synthesizers)
 
 
-def mean_pitch_classes(pieces: list[np.ndarray], vocab: Vocabulary) -> np.ndarray:
+def mean_pitch_classes(pieces: list[list[Note]]) -> np.ndarray:
     from composer.metrics import piece_statistics
 
-    return np.mean([piece_statistics(decode_tokens(p, vocab)).pitch_class_histogram for p in pieces], axis=0)
+    used = [piece_statistics(p).pitch_class_histogram for p in pieces if p]
+    return np.mean(used, axis=0) if used else np.zeros(12)
 
 
-def continuation(notes: list[Note], start: float) -> list[Note]:
-    """The notes from ``start`` on, moved to begin at 0 (so the primer's span is not a rest)."""
-    return [Note(n.pitch, n.start - start, n.duration, n.velocity) for n in notes if n.start >= start]
+def comparison_dict(comparison: Comparison) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(comparison), default=float))
 
 
-def metrics_csv(metrics: dict[str, dict[str, float]], keys: list[str]) -> str:
+def metrics_csv(comparison: Comparison) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["metric", *metrics])
-    for key in keys:
-        writer.writerow([key, *(f"{metrics[row].get(key, math.nan):.6g}" for row in metrics)])
+    rows = list(comparison.measures[0].values) if comparison.measures else comparison.checkpoints
+    writer.writerow(["measure", "real (training excerpts)", *(f"{r} {part}" for r in rows for part in ("mean", "low", "high")), "closest"])
+    for m in comparison.measures:
+        cells = [f"{x:.6g}" for r in rows for x in m.values.get(r, (math.nan,) * 3)]
+        writer.writerow([m.key, f"{m.reference:.6g}", *cells, m.closest or "no clear difference"])
+    for row, bits in comparison.bits.items():
+        writer.writerow([f"bits per note ({row})", "", f"validation {bits['validation']:.6g}", f"training {bits['training']:.6g}"])
     return buffer.getvalue()

@@ -7,7 +7,15 @@ A file that cannot be used raises ``UnusableFile`` with a one-line reason.
 
 from __future__ import annotations
 
+import errno
+import io
+import math
+import os
+import stat
+import zipfile
+from collections import deque
 from dataclasses import dataclass, field
+from os import scandir
 from pathlib import Path
 from typing import Iterator
 
@@ -21,11 +29,38 @@ MIDI_SUFFIXES = {".mid", ".midi"}
 MUSIC21_SUFFIXES = {".xml", ".mxl", ".musicxml", ".abc", ".krn"}
 SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES
 DEFAULT_MAX_BYTES = 10_000_000
+# 10,000 quarters are 2,500 bars of 4/4, 83 minutes at 120 bpm: more than any single movement
+# (Beethoven's ninth, finale: about 3,500), so only broken or fuzzed timing reaches it
+DEFAULT_MAX_QUARTERS = 10_000.0
+# 100,000 tokens are about 40,000 notes at 2.4 tokens per note: a long, dense piano piece fits;
+# a chorale takes about 500. Training windows are a few hundred tokens, so a longer "piece"
+# would outweigh thousands of real ones
+DEFAULT_MAX_TOKENS = 100_000
+# silences longer than 4 bars of 4/4 shrink to 4 bars: no piece rests that long mid-way, while
+# broken delta times (0x0FFFFFFF ticks) would otherwise become millions of TimeShift tokens
+DEFAULT_MAX_SILENCE = 16.0
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute
+NUMERATOR_RANGE = (1, 64)
+DENOMINATORS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class UnusableFile(Exception):
     """A file that is skipped, with the reason as its message."""
+
+
+class UnreadableFile(UnusableFile):
+    """Skipped because the system would not let it be read (permissions, a vanished file): a
+    state of the machine, not of the file's content, so never cached by content."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one file and one piece, by musical sense (never by memory use)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES  # on disk, and decompressed for .mxl
+    max_quarters: float = DEFAULT_MAX_QUARTERS  # last onset, after long silences are shrunk
+    max_tokens: int = DEFAULT_MAX_TOKENS  # per piece, checked after encoding
+    max_silence: float = DEFAULT_MAX_SILENCE  # quarters of silence kept at most
 
 
 @dataclass
@@ -37,43 +72,224 @@ class Piece:
     meta: dict = field(default_factory=dict)
 
 
+@dataclass
+class Found:
+    """The music files under some sources, and the paths that cannot be read, with reasons."""
+
+    files: list[Path]
+    skipped: list[tuple[Path, str]]
+
+
 def find_music_files(sources: list[Path]) -> list[Path]:
     """Every readable music file under the given files and folders, sorted, recursively."""
+    return discover_music_files(sources).files
+
+
+def discover_music_files(sources: list[Path]) -> Found:
+    """Music files under the given files and folders (recursively, sorted), plus every path that
+    looks like music or could hide some (a FIFO, a symlink loop, an unreadable folder) and cannot
+    be read, with its reason: nothing vanishes silently."""
     found: set[Path] = set()
+    skipped: dict[Path, str] = {}
+    visited: set[tuple[int, int]] = set()
     for source in sources:
-        if not source.exists():
+        if not os.path.lexists(source):
             raise ComposerError(f"{source}: no such file or folder")
-        if source.is_file():
+        kind, reason = entry_kind(source)
+        if kind == "folder":
+            _walk(source, found, skipped, visited)
+        elif kind == "file":
             found.add(source)
         else:
-            found.update(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
-    return sorted(found)
+            skipped[source] = reason  # named on the command line: always say why it is not read
+    return Found(sorted(found), sorted(skipped.items()))
 
 
-def read_piece(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Piece:
-    """Read one file into a Piece or raise UnusableFile saying why."""
-    size = path.stat().st_size
+def entry_kind(path: Path) -> tuple[str, str]:
+    """("file" | "folder" | "bad", reason) from os.stat alone: nothing is opened."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        return "bad", os_reason(error, link=os.path.islink(path))
+    if stat.S_ISDIR(info.st_mode):
+        return "folder", ""
+    if stat.S_ISREG(info.st_mode):
+        return "file", ""
+    return "bad", special_reason(info.st_mode)
+
+
+def _walk(folder: Path, found: set[Path], skipped: dict[Path, str], visited: set[tuple[int, int]]) -> None:
+    try:
+        info = os.stat(folder)
+        with scandir(folder) as listing:
+            entries = sorted(Path(entry.path) for entry in listing)
+    except OSError as error:
+        skipped[folder] = f"unreadable folder ({error.strerror or type(error).__name__})"
+        return
+    # a folder reached twice (a symlink to an ancestor loops forever) is searched once
+    if (info.st_dev, info.st_ino) in visited:
+        skipped[folder] = "folder already searched through another path (symbolic link loop or duplicate)"
+        return
+    visited.add((info.st_dev, info.st_ino))
+    before = len(found)
+    for path in entries:
+        music = path.suffix.lower() in SUFFIXES
+        kind, reason = entry_kind(path)
+        if kind == "folder":
+            _walk(path, found, skipped, visited)
+        elif kind == "file":
+            if music:
+                found.add(path)
+        elif music or not reason.startswith("broken"):
+            # a broken link to a non-music name is no music lost; a loop or an unreadable
+            # entry could be a folder of music
+            skipped[path] = reason
+    if folder.suffix.lower() in SUFFIXES and len(found) == before and folder not in skipped:
+        skipped[folder] = "a folder named like a music file, with no music files in it"
+
+
+def os_reason(error: OSError, link: bool = False) -> str:
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if error.errno == errno.ENOENT and link:
+        return "broken symbolic link"
+    return f"unreadable ({error.strerror or type(error).__name__})"
+
+
+def special_reason(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not a regular file"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    return "a device, not a regular file"
+
+
+def _open_fd(path: Path) -> int:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it
+    return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+
+
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; the size is checked before anything is read."""
+    try:
+        fd = _open_fd(path)
+    except OSError as error:
+        raise UnreadableFile(os_reason(error, link=os.path.islink(path))) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnusableFile(special_reason(info.st_mode))
+        check_size(info.st_size, max_bytes)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(max_bytes + 1)  # never more, even if the file grew since the check
+        except OSError as error:
+            raise UnreadableFile(os_reason(error)) from None
+    check_size(len(data), max_bytes)
+    return data
+
+
+def check_size(size: int, max_bytes: int) -> None:
     if size == 0:
         raise UnusableFile("empty file")
     if size > max_bytes:
-        raise UnusableFile(f"{size / 1e6:.3g} MB is over the {max_bytes / 1e6:g} MB size limit")
+        shown = f"{size / 1e9:.3g} GB" if size >= 1e9 else f"{size / 1e6:.3g} MB"
+        raise UnusableFile(f"{shown} is over the {max_bytes / 1e6:g} MB size limit")
+
+
+def read_piece(path: Path, limits: Limits = Limits()) -> Piece:
+    """Read one file into a Piece or raise UnusableFile saying why."""
     suffix = path.suffix.lower()
-    if suffix in MIDI_SUFFIXES:
-        piece = read_midi(path)
-    elif suffix in MUSIC21_SUFFIXES:
-        piece = read_music21(path)
-    else:
+    if suffix not in SUFFIXES:
         raise UnusableFile(f"unknown file type {suffix!r}")
+    data = read_bounded(path, limits.max_bytes)
+    if suffix in MIDI_SUFFIXES:
+        piece = read_midi(data)
+    elif suffix == ".mxl":
+        piece = read_music21(path, unzip_musicxml(data, limits.max_bytes))
+    else:
+        piece = read_music21(path)
     if not piece.notes:
         raise UnusableFile("no notes")
+    check_meta(piece)
+    return bound_piece(piece, limits)
+
+
+def check_meta(piece: Piece) -> None:
+    """Reject absurd tempi and metres: they would divide by zero or make nonsense bars later."""
+    if not all(TEMPO_RANGE[0] <= t <= TEMPO_RANGE[1] for t in piece.meta.get("tempi", [piece.tempo])):
+        raise UnusableFile(tempo_reason(piece.meta.get("tempi", [piece.tempo])))
+    for signature in piece.meta.get("time_signatures", [piece.time_signature]):
+        reason = time_signature_problem(signature)
+        if reason:
+            raise UnusableFile(reason)
+
+
+def tempo_reason(tempi: list[float]) -> str:
+    """The reason naming the most absurd of some tempi (bpm; inf for a MIDI tempo of 0, NaN for unreadable)."""
+    worst = max(tempi, key=lambda t: math.inf if not 0 < t < math.inf else abs(math.log(t / 120)))
+    if math.isinf(worst):
+        return "absurd tempo of 0 µs per quarter (infinitely fast)"
+    if math.isnan(worst):
+        return "absurd tempo (a metronome mark that gives no number)"
+    return f"absurd tempo of {worst:.3g} bpm"
+
+
+def time_signature_problem(signature: str) -> str:
+    """A reason if a time signature such as '4/4' is absurd (0/4, 4/2^255, 255/4), else ''."""
+    numerator, _, denominator = signature.partition("/")
+    try:
+        n, d = int(numerator), int(denominator)
+    except ValueError:
+        return f"unreadable time signature {signature[:20]!r}"
+    if d > 65536 and d & (d - 1) == 0:  # 2**255 would be 77 digits
+        shown = f"{n}/2^{d.bit_length() - 1}"
+    else:
+        shown = f"{n}/{d}" if len(signature) <= 20 else signature[:20] + "..."
+    if not NUMERATOR_RANGE[0] <= n <= NUMERATOR_RANGE[1] or d not in DENOMINATORS:
+        return f"absurd time signature {shown}"
+    return ""
+
+
+def bound_piece(piece: Piece, limits: Limits) -> Piece:
+    """Shrink silences longer than ``max_silence`` quarters, then refuse a piece longer than ``max_quarters``."""
+    notes = collapse_silences(piece.notes, limits.max_silence)
+    length = max(n.start for n in notes)
+    if not length <= limits.max_quarters:  # also catches NaN
+        raise UnusableFile(
+            f"{length:,.0f} quarters long (silences shrunk), over the {limits.max_quarters:,g}-quarter limit"
+        )
+    piece.notes = notes
     return piece
 
 
-def read_midi(path: Path) -> Piece:
+def collapse_silences(notes: list[Note], max_silence: float) -> list[Note]:
+    """Notes (sorted by start) with every silence longer than ``max_silence`` quarters shrunk to it.
+
+    A note counts as sounding for at most ``max_silence`` quarters, so that one absurdly long note
+    cannot hide an absurd gap; the onset-to-onset distance is then at most twice ``max_silence``.
+    """
+    out: list[Note] = []
+    reach = 0.0  # a long silence before the first note shrinks too
+    removed = 0.0
+    for note in notes:
+        gap = note.start - reach
+        if gap > max_silence:
+            removed += gap - max_silence
+        reach = max(reach, note.start + min(note.duration, max_silence))
+        out.append(note if not removed else Note(note.pitch, note.start - removed, note.duration, note.velocity))
+    return out
+
+
+def read_midi(data: bytes) -> Piece:
     import mido
 
-    with open(path, "rb") as f:
-        header = f.read(14)
+    header = data[:14]
     if header[:4] != b"MThd":
         raise UnusableFile("not a MIDI file (no MThd header)")
     if len(header) < 14:
@@ -85,13 +301,13 @@ def read_midi(path: Path) -> Piece:
     if division == 0:
         raise UnusableFile("absurd resolution of 0 ticks per quarter")
     try:
-        midi = mido.MidiFile(str(path))
+        midi = mido.MidiFile(file=io.BytesIO(data))
     except Exception as error:  # mido raises many types for damaged files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UnusableFile(f"damaged MIDI file ({reason})") from None
+        reason = str(error).splitlines()[0] if str(error) else ""
+        if len(reason) < 12:  # KeyError(4), EOFError(): the type says more than the message
+            reason = f"{type(error).__name__}: {reason}".rstrip(": ")
+        raise UnusableFile(f"damaged MIDI file ({reason[:200]})") from None
     notes, drums, tempi, signatures = _midi_events(midi)
-    if tempi and not all(TEMPO_RANGE[0] <= t <= TEMPO_RANGE[1] for t in tempi):
-        raise UnusableFile(f"absurd tempo of {max(tempi, key=lambda t: abs(np.log(t / 120))):.3g} bpm")
     if not notes and drums:
         raise UnusableFile("drums only")
     return Piece(
@@ -99,6 +315,7 @@ def read_midi(path: Path) -> Piece:
         tempo=tempi[0] if tempi else 120.0,
         time_signature=signatures[0] if signatures else "4/4",
         key=estimate_key(notes),
+        meta={"tempi": tempi, "time_signatures": signatures},
     )
 
 
@@ -115,7 +332,8 @@ def _midi_events(midi) -> tuple[list[Note], int, list[float], list[str]]:
     signatures: list[tuple[int, str]] = []
     for track in midi.tracks:
         tick = 0
-        sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        # deques: a file striking one key a million times before releasing it stays linear
+        sounding: dict[tuple[int, int], deque[tuple[int, int]]] = {}
         for message in track:
             tick += message.time
             kind = message.type
@@ -123,52 +341,111 @@ def _midi_events(midi) -> tuple[list[Note], int, list[float], list[str]]:
                 if message.channel == 9:
                     drums += 1
                 else:
-                    sounding.setdefault((message.channel, message.note), []).append((tick, message.velocity))
+                    sounding.setdefault((message.channel, message.note), deque()).append((tick, message.velocity))
             elif kind == "note_off" or kind == "note_on":
                 started = sounding.get((message.channel, message.note))
                 if started:
-                    onset, velocity = started.pop(0)  # first on, first off, as pretty_midi pairs them
+                    onset, velocity = started.popleft()  # first on, first off, as pretty_midi pairs them
                     if tick > onset:
                         notes.append(Note(message.note, onset / per_quarter, (tick - onset) / per_quarter, velocity))
             elif kind == "set_tempo":
-                tempi.append((tick, 60e6 / message.tempo))
+                # a tempo of 0 µs per beat is infinitely fast: kept as inf for the tempo screen, not divided
+                tempi.append((tick, 60e6 / message.tempo if message.tempo > 0 else math.inf))
             elif kind == "time_signature":
                 signatures.append((tick, f"{message.numerator}/{message.denominator}"))
     notes.sort(key=lambda n: (n.start, n.pitch))
     return notes, drums, [t for _, t in sorted(tempi)], [s for _, s in sorted(signatures)]
 
 
-def read_music21(path: Path) -> Piece:
+def unzip_musicxml(data: bytes, max_bytes: int) -> bytes:
+    """The score inside a compressed MusicXML (.mxl) file, decompressing at most ``max_bytes``.
+
+    Sizes declared in the zip can lie, so the bound is on what is actually decompressed: a zip
+    bomb stops at the limit instead of filling memory.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            root = _mxl_root(archive, names, max_bytes)
+            with archive.open(root) as member:
+                xml = member.read(max_bytes + 1)
+    except UnusableFile:
+        raise
+    except Exception as error:  # zipfile raises BadZipFile, KeyError, zlib.error, EOFError, ...
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UnusableFile(f"damaged compressed MusicXML ({reason[:200]})") from None
+    if len(xml) > max_bytes:
+        raise UnusableFile(f"decompresses to over the {max_bytes / 1e6:g} MB size limit (stopped there)")
+    if not xml:
+        raise UnusableFile("damaged compressed MusicXML (empty score inside)")
+    return xml
+
+
+def _mxl_root(archive: zipfile.ZipFile, names: list[str], max_bytes: int) -> str:
+    """The score's name inside an .mxl: META-INF/container.xml's rootfile, else the first .xml."""
+    import re
+
+    if "META-INF/container.xml" in names:
+        with archive.open("META-INF/container.xml") as member:
+            container = member.read(min(max_bytes, 1_000_000)).decode("utf-8", "replace")
+        match = re.search(r"<rootfile[^>]*full-path=[\"']([^\"']+)[\"']", container)
+        if match and match.group(1) in names:
+            return match.group(1)
+    candidates = [n for n in names if not n.startswith("META-INF/") and n.lower().endswith((".xml", ".musicxml"))]
+    if not candidates:
+        raise UnusableFile("damaged compressed MusicXML (no score inside)")
+    return candidates[0]
+
+
+def read_music21(path: Path, data: bytes | None = None) -> Piece:
+    """A score through music21, from the file or (for .mxl) from its already-decompressed XML."""
     import music21
 
     try:
         # forceSource: no pickle cache under /tmp; stripTies: a tied note is one sounding note
-        score = music21.converter.parse(str(path), forceSource=True).stripTies()
+        if data is None:
+            score = music21.converter.parse(str(path), forceSource=True)
+        else:
+            score = music21.converter.parseData(data, format="musicxml")
+        score = score.stripTies()
+        flat = score.flatten()
+        notes: list[Note] = []
+        for element in flat.notes:
+            start, length = float(element.offset), float(element.quarterLength)
+            velocity = element.volume.velocity or 90
+            for pitch in element.pitches:
+                notes.append(Note(int(pitch.midi), start, length, int(velocity)))
+        tempi = [_quarter_bpm(mark) for mark in flat.getElementsByClass("MetronomeMark")]
+        # numerator/denominator rather than ratioString: "3+2/8" becomes "5/8", which every reader parses
+        signatures = [f"{ts.numerator}/{ts.denominator}" for ts in flat.getElementsByClass("TimeSignature")]
     except Exception as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UnusableFile(f"unreadable by music21 ({reason})") from None
-    notes: list[Note] = []
-    for element in score.flatten().notes:
-        start, length = float(element.offset), float(element.quarterLength)
-        velocity = element.volume.velocity or 90
-        for pitch in element.pitches:
-            notes.append(Note(int(pitch.midi), start, length, int(velocity)))
-    notes = [n for n in notes if n.duration > 0]
-    tempos = score.flatten().getElementsByClass("MetronomeMark")
-    signatures = score.flatten().getElementsByClass("TimeSignature")
+        raise UnusableFile(f"unreadable by music21 ({reason[:200]})") from None
+    notes = [n for n in notes if n.duration > 0 and math.isfinite(n.start) and n.start >= 0 and 0 <= n.pitch <= 127]
+    notes.sort(key=lambda n: (n.start, n.pitch))
     return Piece(
         notes=notes,
-        tempo=float(tempos[0].getQuarterBPM()) if tempos else 120.0,
-        time_signature=signatures[0].ratioString if signatures else "4/4",
+        tempo=tempi[0] if tempi else 120.0,
+        time_signature=signatures[0] if signatures else "4/4",
         key=estimate_key(notes),
+        meta={"tempi": tempi, "time_signatures": signatures},
     )
+
+
+def _quarter_bpm(mark) -> float:
+    # a mark of 0 (or one music21 cannot convert) is an absurd tempo for the screen, not a crash
+    try:
+        bpm = float(mark.getQuarterBPM())
+    except Exception:
+        return math.nan
+    return bpm
 
 
 # Krumhansl-Kessler key profiles, C major and C minor
 _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _PROFILES = np.array([np.roll(p, tonic) for p in (_MAJOR, _MINOR) for tonic in range(12)])
-_NAMES = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]
+KEY_NAMES = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]
 
 
 def estimate_key(notes: list[Note]) -> str:
@@ -178,9 +455,10 @@ def estimate_key(notes: list[Note]) -> str:
         histogram[note.pitch % 12] += note.duration
     if not histogram.any():
         return ""
-    scores = np.corrcoef(histogram, _PROFILES)[0, 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):  # one pitch class: no correlation, no warning
+        scores = np.nan_to_num(np.corrcoef(histogram, _PROFILES)[0, 1:], nan=-1.0)
     best = int(np.argmax(scores))
-    return f"{_NAMES[best % 12]} {'major' if best < 12 else 'minor'}"
+    return f"{KEY_NAMES[best % 12]} {'major' if best < 12 else 'minor'}"
 
 
 def write_midi(
@@ -189,8 +467,13 @@ def write_midi(
     bpm: float = 120.0,
     program: int = 0,
     time_signature: str = "4/4",
+    end: float | None = None,
 ) -> Path:
-    """Write notes (times in quarters) as a one-track MIDI file, atomically."""
+    """Write notes (times in quarters) as a one-track MIDI file, atomically.
+
+    With ``end`` (quarters), notes are cut there and the file lasts until then even if the
+    music ends in a rest: a sample asked for 16 bars plays 16 bars.
+    """
     import pretty_midi
 
     seconds_per_quarter = 60.0 / bpm
@@ -199,9 +482,14 @@ def write_midi(
     midi.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, 0.0))
     instrument = pretty_midi.Instrument(program=program)
     for note in notes:
-        start = note.start * seconds_per_quarter
-        end = (note.start + note.duration) * seconds_per_quarter
-        instrument.notes.append(pretty_midi.Note(int(note.velocity), int(note.pitch), start, end))
+        finish = note.start + note.duration if end is None else min(note.start + note.duration, end)
+        if finish > note.start:
+            instrument.notes.append(
+                pretty_midi.Note(int(note.velocity), int(note.pitch), note.start * seconds_per_quarter, finish * seconds_per_quarter)
+            )
+    if end is not None:
+        # a no-op controller event (sustain off) marks the end: players and renderers stop at the last event
+        instrument.control_changes.append(pretty_midi.ControlChange(64, 0, end * seconds_per_quarter))
     midi.instruments.append(instrument)
     with atomic_path(path) as tmp:
         midi.write(str(tmp))

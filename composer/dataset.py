@@ -25,11 +25,11 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.corpus import DEFAULT_MAX_BYTES, UnusableFile, find_music_files, read_piece
+from composer.corpus import Limits, UnreadableFile, UnusableFile, discover_music_files, read_bounded, read_piece
 from composer.storage import atomic_path, write_text
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
 
-CACHE_VERSION = 2  # bump when reading or encoding changes what a file tokenizes to
+CACHE_VERSION = 3  # bump when reading or encoding changes what a file tokenizes to
 NEAR_DUPLICATE_WINDOW = 16
 NEAR_DUPLICATE_SHARE = 0.5
 
@@ -53,6 +53,7 @@ class TokenCorpus:
     pieces: list[PieceRecord]
     tokens: list[np.ndarray]
     skipped: list[dict] = field(default_factory=list)
+    max_voices: int | None = None  # the training pieces' voice ceiling (metrics.voice_ceiling)
 
     def split(self, name: str) -> list[np.ndarray]:
         return [t for t, p in zip(self.tokens, self.pieces) if p.split == name]
@@ -66,7 +67,7 @@ class TokenCorpus:
         flat = np.concatenate(self.tokens) if self.tokens else np.zeros(0)
         with atomic_path(directory / "tokens.npz") as tmp:
             np.savez(tmp, tokens=flat.astype(np.int16), offsets=offsets.astype(np.int64))
-        corpus = {"pieces": [asdict(p) for p in self.pieces], "skipped": self.skipped}
+        corpus = {"pieces": [asdict(p) for p in self.pieces], "skipped": self.skipped, "max_voices": self.max_voices}
         return [
             write_text(directory / "vocab.json", json.dumps(self.vocab.to_dict(), indent=1)),
             write_text(directory / "corpus.json", json.dumps(corpus, indent=1)),
@@ -86,7 +87,17 @@ class TokenCorpus:
             raise ComposerError(f"{directory}: damaged tokenized corpus ({error})") from None
         tokens = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
         pieces = [PieceRecord(**p) for p in corpus["pieces"]]
-        return TokenCorpus(vocab, pieces, tokens, corpus.get("skipped", []))
+        return TokenCorpus(vocab, pieces, tokens, corpus.get("skipped", []), corpus.get("max_voices"))
+
+
+def corpus_voice_ceiling(corpus: TokenCorpus) -> int:
+    """The voice ceiling stored with the corpus, or computed from its training pieces (older corpora)."""
+    if corpus.max_voices:
+        return int(corpus.max_voices)
+    from composer.metrics import voice_ceiling
+    from composer.tokens import decode_tokens
+
+    return voice_ceiling([decode_tokens(t, corpus.vocab) for t in corpus.split("train") or corpus.tokens])
 
 
 @dataclass
@@ -114,21 +125,36 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def config_key(config: TokenizerConfig, max_bytes: int) -> str:
-    text = json.dumps([CACHE_VERSION, asdict(config), max_bytes], sort_keys=True)
+def music_file_hash(path: Path, max_bytes: int) -> str:
+    """Content hash of a music file; its size is checked (os.fstat) before a byte is read, so a
+    huge or special file (FIFO, folder) is an UnusableFile, not a long read or a hang."""
+    return hashlib.sha256(read_bounded(path, max_bytes)).hexdigest()
+
+
+def config_key(config: TokenizerConfig, limits: Limits) -> str:
+    text = json.dumps([CACHE_VERSION, asdict(config), asdict(limits)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tokenize_file(path: Path, config: TokenizerConfig, max_bytes: int) -> tuple[np.ndarray | None, dict]:
-    """One file → (tokens, metadata) or (None, {"reason": ...}). Never raises for bad input."""
+def tokenize_file(path: Path, config: TokenizerConfig, limits: Limits = Limits()) -> tuple[np.ndarray | None, dict]:
+    """One file → (tokens, metadata) or (None, {"reason": ...}). Never raises for bad input.
+
+    A reason that depends on the machine rather than the content carries ``"transient": True``
+    and is not cached.
+    """
     try:
-        piece = read_piece(path, max_bytes)
+        piece = read_piece(path, limits)
+    except UnreadableFile as error:
+        return None, {"reason": str(error), "transient": True}
     except UnusableFile as error:
         return None, {"reason": str(error)}
     except Exception as error:  # a reader bug must not stop a corpus of thousands
-        return None, {"reason": f"unexpected {type(error).__name__}: {error}"}
+        first = str(error).splitlines()[0][:200] if str(error) else ""
+        return None, {"reason": f"unexpected {type(error).__name__}: {first}".rstrip(": ")}
     vocab = Vocabulary(config)
     tokens = encode_notes(piece.notes, vocab)
+    if len(tokens) > limits.max_tokens:
+        return None, {"reason": f"{len(tokens):,} tokens, over the {limits.max_tokens:,}-token limit per piece"}
     meta = {
         "tempo": round(piece.tempo, 3),
         "time_signature": piece.time_signature,
@@ -166,31 +192,50 @@ class FileCache:
             tmp.write_bytes(buffer.getvalue())
 
 
-def _tokenize_job(args: tuple[Path, TokenizerConfig, int]) -> tuple[np.ndarray | None, dict]:
+def _tokenize_job(args: tuple[Path, TokenizerConfig, Limits]) -> tuple[np.ndarray | None, dict]:
     return tokenize_file(*args)
+
+
+def _screened_hash(path: Path, max_bytes: int) -> tuple[str, dict | None]:
+    """(content hash, None), or ("", {"reason": ...}) for a file that cannot be read at all."""
+    try:
+        return music_file_hash(path, max_bytes), None
+    except UnreadableFile as error:
+        return "", {"reason": str(error), "transient": True}
+    except UnusableFile as error:
+        return "", {"reason": str(error)}
 
 
 def tokenize_files(
     files: list[Path],
     config: TokenizerConfig,
     jobs: int,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    limits: Limits = Limits(),
     cache_dir: Path | None = None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> tuple[list[tuple[Path, str, np.ndarray | None, dict]], int]:
-    """Tokenize files in parallel processes; returns (path, hash, tokens, meta) per file and cache hits."""
-    digests = [file_hash(p) for p in files]
-    cache = FileCache(cache_dir, config_key(config, max_bytes)) if cache_dir else None
+    """Tokenize files in parallel processes; returns (path, hash, tokens, meta) per file and cache hits.
+
+    A file too large, special or unreadable is skipped before it is read (its hash is "").
+    """
+    cache = FileCache(cache_dir, config_key(config, limits)) if cache_dir else None
     results: dict[int, tuple[np.ndarray | None, dict]] = {}
+    digests: list[str] = []
+    for i, path in enumerate(files):
+        digest, failed = _screened_hash(path, limits.max_bytes)
+        digests.append(digest)
+        if failed is not None:
+            results[i] = (None, failed)
+    screened = len(results)
     if cache:
         for i, digest in enumerate(digests):
-            hit = cache.get(digest)
+            hit = cache.get(digest) if digest else None
             if hit is not None:
                 results[i] = hit
-        progress(len(results))
-    hits = len(results)
+    progress(len(results))
+    hits = len(results) - screened
     todo = [i for i in range(len(files)) if i not in results]
-    jobs_args = [(files[i], config, max_bytes) for i in todo]
+    jobs_args = [(files[i], config, limits) for i in todo]
     if len(todo) > 4 and jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -205,7 +250,8 @@ def tokenize_files(
             progress(1)
     if cache:
         for i in todo:
-            cache.put(digests[i], *results[i])
+            if not results[i][1].get("transient"):
+                cache.put(digests[i], *results[i])
     return [(files[i], digests[i], *results[i]) for i in range(len(files))], hits
 
 
@@ -268,7 +314,7 @@ def tokenize_corpus(
     out: Path,
     config: TokenizerConfig = TokenizerConfig(),
     jobs: int | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    limits: Limits = Limits(),
     cache_dir: Path | None = None,
     validation_share: float = 0.1,
     progress: Callable[[int, int], None] = lambda done, total: None,
@@ -277,8 +323,9 @@ def tokenize_corpus(
     import time
 
     started = time.perf_counter()
-    files = find_music_files(sources)
-    if not files:
+    found = discover_music_files(sources)
+    files = found.files
+    if not files and not found.skipped:
         raise ComposerError(f"{', '.join(map(str, sources))}: no music files (.mid, .midi, .xml, .mxl, .musicxml, .abc, .krn)")
     done = 0
 
@@ -287,9 +334,10 @@ def tokenize_corpus(
         done += n
         progress(done, len(files))
 
-    results, hits = tokenize_files(files, config, jobs or os.cpu_count() or 1, max_bytes, cache_dir, step)
+    results, hits = tokenize_files(files, config, jobs or os.cpu_count() or 1, limits, cache_dir, step)
     good = [(p, h, t, m) for p, h, t, m in results if t is not None]
-    skipped = [(str(p), m["reason"]) for p, _, t, m in results if t is None]
+    # paths that could not even be listed or opened (FIFOs, symlink loops, unreadable folders) first
+    skipped = [(str(p), r) for p, r in found.skipped] + [(str(p), m["reason"]) for p, _, t, m in results if t is None]
     if not good:
         reasons = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped[:5])
         raise ComposerError(f"no usable music in {', '.join(map(str, sources))} ({reasons})")
@@ -302,10 +350,11 @@ def tokenize_corpus(
         for name, (p, h, t, m), s in zip(names, good, splits)
     ]
     corpus = TokenCorpus(vocab, pieces, tokens, [{"source": p, "reason": r} for p, r in skipped])
+    corpus.max_voices = corpus_voice_ceiling(corpus)
     written = corpus.save(out)
     used = len(np.unique(np.concatenate(tokens)))
     return TokenizeSummary(
-        files=len(files),
+        files=len(files) + len(found.skipped),
         skipped=skipped,
         pieces=len(pieces),
         tokens=int(sum(len(t) for t in tokens)),

@@ -7,17 +7,25 @@ honoured exactly:
 * ``tokens=T``: T tokens after the primer, then EOS. Near the end, tokens after which the
   sample could not finish on a complete note in the tokens left are masked too.
 * ``steps=S`` (from ``--bars`` or ``--seconds``): new onsets fill S grid steps after the
-  primer; the first TimeShift that would reach the end closes the sample instead.
+  primer; EOS is masked, and the first TimeShift that would reach the end closes the sample
+  instead, so a sample is never shorter than asked (notes sounding past the end are cut
+  when written).
 * neither: until the model draws EOS, or ``cap`` tokens.
 
+With ``max_voices``, no note starts while that many already sound (the corpus's voice ceiling
+by default, see ``metrics.voice_ceiling``).
+
 N samples advance together as one batch. Sample i draws from its own generator seeded by
-(seed, i), so it is the same whatever the batch size.
+(seed, i), so it is the same whatever the batch size. ``generate`` and ``compare`` both sample
+through ``load_sampler`` and ``continue_primers``; ``check_settings`` is the one place where
+sampling settings are checked.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.tokens import BOS, EOS, KIND_SHIFT, PAD, Grammar, Vocabulary, encode_notes
+from composer.tokens import BOS, EOS, KIND_SHIFT, PAD, Grammar, Note, Vocabulary, encode_notes
 
 
 @dataclass
@@ -36,10 +44,24 @@ class SampleSettings:
     seed: int = 0
     tokens: int | None = None
     steps: int | None = None
-    cap: int = 4096
+    cap: int = 4096  # tokens, when neither ``tokens`` nor ``steps`` bounds a sample
+    max_voices: int | None = None  # None: the run's voice ceiling; 0: no limit
+    max_rest: int | None = None  # in a span: the longest silence, in steps (None: any)
 
     def describe(self) -> str:
         return f"seed{self.seed}_temp{self.temperature:g}_topk{self.top_k}_topp{self.top_p:g}"
+
+
+def check_settings(settings: SampleSettings) -> None:
+    """Every sampling setting a user can give, checked in one place (one line each)."""
+    if not math.isfinite(settings.temperature) or settings.temperature < 0:
+        raise ComposerError(f"--temperature {settings.temperature:g}: must be 0 (greedy) or more")
+    if not 0 < settings.top_p <= 1:
+        raise ComposerError(f"--top-p {settings.top_p:g}: must be in (0, 1]")
+    if settings.top_k < 0:
+        raise ComposerError(f"--top-k {settings.top_k}: must be 0 (off) or more")
+    if settings.max_voices is not None and settings.max_voices < 0:
+        raise ComposerError(f"--max-voices {settings.max_voices}: must be 0 (no limit) or more")
 
 
 def filter_logits(logits: np.ndarray, allowed: np.ndarray, settings: SampleSettings) -> np.ndarray:
@@ -130,6 +152,29 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary) -> np.ndarray
     return allowed
 
 
+def _close(tokens: list[int], grammar: Grammar) -> None:
+    """End a sample on its last complete note: trailing shifts would make EOS ungrammatical."""
+    while grammar.kinds[tokens[-1]] == KIND_SHIFT:
+        tokens.pop()
+
+
+def span_shifts(grammar: Grammar, start: int, settings: SampleSettings, new_notes: bool) -> np.ndarray:
+    """Which time shifts keep a span honest: filled to its end, without long silences.
+
+    A model that "wants" to stop (EOS is masked) would otherwise draw long rests: a shift that
+    reaches the end may close the span only once new notes exist and sound to within 1 % of the
+    end, and no shift inside the span may open a silence longer than ``max_rest`` steps.
+    """
+    target = grammar.time + np.asarray(grammar.grid)
+    end = start + settings.steps
+    sounding_until = int(grammar.note_end.max())
+    closes = target >= end
+    may_close = new_notes and sounding_until >= end - max(1, settings.steps // 100)
+    silence = target - max(sounding_until, grammar.time)
+    within = settings.max_rest is None or silence <= settings.max_rest
+    return np.where(closes, may_close, within)
+
+
 def sample(
     stepper,
     vocab: Vocabulary,
@@ -137,8 +182,22 @@ def sample(
     settings: SampleSettings,
     progress: Callable[[int], None] = lambda n: None,
     starts: list[int] | None = None,
+    rows: list[int] | None = None,
 ) -> list[np.ndarray]:
-    """Continue each primer (token arrays starting with BOS, without EOS); returns whole samples."""
+    """Continue each primer (token arrays starting with BOS, without EOS); returns whole samples.
+
+    ``rows`` number the samples for their generators (default 0, 1, ...), so a sample drawn in
+    a smaller group is the one it would be in the whole batch.
+    """
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: the products are small, and once TensorFlow has started its own threads,
+    # BLAS workers fighting them over two cores made sampling 10-40 times slower
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _sample(stepper, vocab, primers, settings, progress, starts, rows)
+
+
+def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[np.ndarray]:
     count = len(primers)
     grammars = [Grammar(vocab) for _ in primers]
     for grammar, primer in zip(grammars, primers):
@@ -146,7 +205,9 @@ def sample(
             if not grammar.allowed()[token]:
                 raise ComposerError("the primer is not a grammatical token sequence")
             grammar.advance(token)
-    rngs = [np.random.default_rng([settings.seed, i]) for i in range(count)]
+        # the ceiling binds what is generated only: a primer from a fuller score stays as it is
+        grammar.max_voices = settings.max_voices or None
+    rngs = [np.random.default_rng([settings.seed, i]) for i in (rows if rows is not None else range(count))]
     # feed the primers once, right-aligned so every sample's last primer token is fed at the same step
     width = max(len(p) for p in primers)
     state = stepper.initial_state(count)
@@ -163,21 +224,25 @@ def sample(
     primer_notes = [g.notes for g in grammars]
     done = [False] * count
     generated = 0
-    limit = settings.tokens if settings.tokens is not None else settings.cap
+    # a span in steps always ends (each shift moves time on, and at most a chord's notes fit in
+    # between), so it needs no token cap that could cut it short
+    limit = settings.tokens if settings.tokens is not None else math.inf if settings.steps is not None else settings.cap
     while not all(done) and generated < limit:
         chosen = np.full(count, PAD)
         for i, grammar in enumerate(grammars):
             if done[i]:
                 continue
-            if settings.tokens is not None or generated + finishing_horizon(vocab) >= settings.cap:
+            if settings.tokens is not None or generated + finishing_horizon(vocab) >= limit:
                 allowed = finishing_mask(grammar, limit - generated, vocab)
             else:
                 allowed = grammar.allowed()
-            if settings.steps is not None and grammar.notes == primer_notes[i]:
-                # no new note yet: a shift that reaches the end would leave the continuation empty
-                values = np.asarray(grammar.grid)
-                allowed[vocab.shift_offset : vocab.pitch_offset] &= grammar.time + values - start_time[i] < settings.steps
+            if settings.steps is not None:
+                allowed[EOS] = False  # only reaching the end closes a span
+                allowed[vocab.shift_offset : vocab.pitch_offset] &= span_shifts(
+                    grammar, start_time[i], settings, new_notes=grammar.notes > primer_notes[i]
+                )
             if not allowed.any():
+                _close(samples[i], grammar)
                 done[i] = True
                 continue
             token = int(rngs[i].choice(len(vocab), p=filter_logits(logits[i], allowed, settings)))
@@ -188,8 +253,7 @@ def sample(
                 value = grammar.grid[token - vocab.shift_offset]
                 if grammar.time + value - start_time[i] >= settings.steps:
                     # the next onset would fall on or past the end: close on the last complete note
-                    while grammar.kinds[samples[i][-1]] == KIND_SHIFT:
-                        samples[i].pop()
+                    _close(samples[i], grammar)
                     done[i] = True
                     continue
             grammar.advance(token)
@@ -237,11 +301,99 @@ def bar_quarters(time_signature: str) -> float:
 
 
 @dataclass
+class Sampler:
+    """One checkpoint of a run, ready to sample: its vocabulary, stepper and run settings."""
+
+    label: str  # e.g. "epoch-0150"
+    vocab: Vocabulary
+    stepper: object  # model.LSTMStepper
+    model: object  # the Keras model the stepper was made from (for likelihoods)
+    config: dict  # run.json
+    max_voices: int  # the run's voice ceiling (0: none recorded)
+
+    @property
+    def median_bpm(self) -> float:
+        return float(self.config["data"].get("median_bpm", 120.0))
+
+    @property
+    def time_signature(self) -> str:
+        return self.config["data"].get("time_signature", "4/4")
+
+
+def load_sampler(run, epoch: str) -> Sampler:
+    """The checkpoint of ``epoch`` ('150', 'last') of a ``runs.Run``."""
+    from composer.model import LSTMStepper, load_checkpoint
+
+    config = run.config()
+    vocab = Vocabulary.from_dict(config["vocabulary"])
+    label, checkpoint = run.resolve(epoch)
+    model = load_checkpoint(checkpoint, len(vocab))
+    return Sampler(label, vocab, LSTMStepper(model), model, config, run_voice_ceiling(run, config))
+
+
+def run_voice_ceiling(run, config: dict) -> int:
+    """The voice ceiling recorded in run.json; for runs made before it was, the corpus's (0: unknown)."""
+    from composer.dataset import TokenCorpus, corpus_voice_ceiling
+
+    if config["data"].get("max_voices"):
+        return int(config["data"]["max_voices"])
+    for folder in (Path(config["data"].get("corpus", "")), run.corpus_dir):
+        if (folder / "corpus.json").exists():
+            return corpus_voice_ceiling(TokenCorpus.load(folder))
+    return 0
+
+
+def span_steps(primer: Primer, sampler: Sampler, bars: float | None, seconds: float | None) -> int | None:
+    """Grid steps to fill after ``primer``: bars of its metre, or seconds at its tempo."""
+    spq = sampler.vocab.config.steps_per_quarter
+    if bars is not None:
+        return int(round(bars * bar_quarters(primer.time_signature or sampler.time_signature) * spq))
+    if seconds is not None:
+        return int(round(seconds * (primer.bpm or sampler.median_bpm) / 60 * spq))
+    return None
+
+
+def continue_primers(
+    sampler: Sampler,
+    primers: list[Primer],
+    settings: SampleSettings,
+    bars: float | None = None,
+    seconds: float | None = None,
+    progress: Callable[[int], None] = lambda n: None,
+) -> list[np.ndarray]:
+    """Sample a continuation of each primer (whole token arrays, primer included, EOS last).
+
+    Primers that need spans of different lengths (other metres or tempi) are sampled in
+    groups of equal length; sample i always uses the generator of (seed, i).
+    """
+    check_settings(settings)
+    spq = sampler.vocab.config.steps_per_quarter
+    steps = [span_steps(p, sampler, bars, seconds) for p in primers]
+    voices = sampler.max_voices if settings.max_voices is None else settings.max_voices
+    results: dict[int, np.ndarray] = {}
+    for length in sorted(set(steps), key=lambda s: -1 if s is None else s):
+        group = [i for i, s in enumerate(steps) if s == length]
+        bar = bar_quarters(primers[group[0]].time_signature or sampler.time_signature) * spq
+        group_settings = dataclasses.replace(settings, steps=length, max_voices=voices, max_rest=settings.max_rest or int(bar))
+        starts = [int(round(primers[i].end * spq)) for i in group]
+        samples = sample(sampler.stepper, sampler.vocab, [primers[i].tokens for i in group], group_settings, progress, starts, group)
+        results.update(zip(group, samples))
+    return [results[i] for i in range(len(primers))]
+
+
+def span_end(primer: Primer, sampler: Sampler, bars: float | None, seconds: float | None) -> float | None:
+    """Where an asked span ends, in quarters (for cutting the last notes and the file's length)."""
+    steps = span_steps(primer, sampler, bars, seconds)
+    return None if steps is None else primer.end + steps / sampler.vocab.config.steps_per_quarter
+
+
+@dataclass
 class GenerateResult:
     paths: list[Path]
     tokens: list[np.ndarray]
     seconds: float
     tokens_per_second: float
+    scores: list[Path] = dataclasses.field(default_factory=list)  # MusicXML, with --musicxml
 
 
 def generate(
@@ -257,12 +409,13 @@ def generate(
     program: int = 0,
     out: Path | None = None,
     progress: Callable[[int], None] = lambda n: None,
+    musicxml: bool = False,
 ) -> GenerateResult:
-    """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files."""
+    """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
+    (and, with ``musicxml``, as two-staff scores for notation software beside them)."""
     import time
 
     from composer.corpus import write_midi
-    from composer.model import LSTMStepper, load_checkpoint
     from composer.runs import Run
     from composer.tokens import decode_tokens
 
@@ -272,37 +425,35 @@ def generate(
     for name, value in (("--bars", bars), ("--seconds", seconds)):
         if value is not None and value <= 0:
             raise ComposerError(f"{name} {value:g}: must be positive")
-    if settings.temperature < 0:
-        raise ComposerError(f"--temperature {settings.temperature:g}: must be 0 (greedy) or more")
-    if not 0 < settings.top_p <= 1:
-        raise ComposerError(f"--top-p {settings.top_p:g}: must be in (0, 1]")
-    if settings.top_k < 0:
-        raise ComposerError(f"--top-k {settings.top_k}: must be 0 (off) or more")
+    check_settings(settings)
     run = Run(run_dir)
-    config = run.config()
-    vocab = Vocabulary.from_dict(config["vocabulary"])
+    vocab = Vocabulary.from_dict(run.config()["vocabulary"])
     if settings.tokens is not None and settings.tokens < note_length(vocab):
         raise ComposerError(
             f"--tokens {settings.tokens}: at least {note_length(vocab)} tokens are needed to end on a complete note"
         )
-    label, checkpoint = run.resolve(epoch)
-    stepper = LSTMStepper(load_checkpoint(checkpoint, len(vocab)))
+    sampler = load_sampler(run, epoch)
     first = primer_from_file(primer, primer_bars, vocab) if primer else Primer("bos", np.array([BOS], np.int32))
-    time_signature = first.time_signature or config["data"].get("time_signature", "4/4")
-    tempo = first.bpm or bpm or config["data"].get("median_bpm", 120.0)
-    spq = vocab.config.steps_per_quarter
-    if bars is not None:
-        settings.steps = int(round(bars * bar_quarters(time_signature) * spq))
-    elif seconds is not None:
-        settings.steps = int(round(seconds * tempo / 60 * spq))
+    first.time_signature = first.time_signature or sampler.time_signature
+    first.bpm = first.bpm or bpm or sampler.median_bpm
     started = time.perf_counter()
-    starts = [int(round(first.end * spq))] * num
-    samples = sample(stepper, vocab, [first.tokens] * num, settings, progress, starts)
+    samples = continue_primers(sampler, [first] * num, settings, bars, seconds, progress)
     elapsed = time.perf_counter() - started
-    folder = out or run.samples(label)
-    paths = []
+    end = span_end(first, sampler, bars, seconds)
+    folder = out or run.samples(sampler.label)
+    paths: list[Path] = []
+    scores: list[Path] = []
     for i, tokens in enumerate(samples):
-        name = f"{label}_{first.name}_{settings.describe()}_{i + 1:02d}.mid"
-        paths.append(write_midi(decode_tokens(tokens, vocab), folder / name, tempo, program, time_signature))
+        name = f"{sampler.label}_{first.name}_{settings.describe()}_{i + 1:02d}.mid"
+        notes = decode_tokens(tokens, vocab)
+        paths.append(write_midi(notes, folder / name, first.bpm, program, first.time_signature, end))
+        if musicxml:
+            from composer.score import write_musicxml
+
+            kept = [n for n in notes if end is None or n.start < end]
+            kept = [Note(n.pitch, n.start, min(n.duration, end - n.start), n.velocity) if end else n for n in kept]
+            scores.append(
+                write_musicxml(kept, paths[-1].with_suffix(".musicxml"), None, first.time_signature, first.bpm, first.end or None)
+            )
     new_tokens = sum(len(s) - len(first.tokens) - 1 for s in samples)
-    return GenerateResult(paths, samples, elapsed, new_tokens / max(elapsed, 1e-9))
+    return GenerateResult(paths, samples, elapsed, new_tokens / max(elapsed, 1e-9), scores)

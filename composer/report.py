@@ -25,7 +25,6 @@ from composer.storage import atomic_path
 from composer.tokens import Note
 
 PITCH_CLASSES = ["C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B"]
-BETTER = ("higher", "lower")
 SIZE = (8.0, 3.0)  # inches at DPI: 800 × 300 px, small enough for a grid of many cells
 DPI = 100
 NOTE_COLOR = "#1f5fa8"
@@ -61,11 +60,21 @@ def note_name(pitch: int) -> str:
     return f"{PITCH_CLASSES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def piano_roll_png(notes: list[Note], path: Path, title: str = "", primer_end: float | None = None) -> Path:
-    """A piano roll (quarters on x, pitch on y); the primer is shaded and drawn in grey."""
+def piano_roll_png(
+    notes: list[Note],
+    path: Path,
+    title: str = "",
+    primer_end: float | None = None,
+    pitch_span: tuple[int, int] | None = None,
+    end: float | None = None,
+) -> Path:
+    """A piano roll (quarters on x, pitch on y); the primer is shaded and drawn in grey.
+
+    ``pitch_span`` and ``end`` fix the axes, so the cells of one page compare at a glance.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
-    end = max([n.start + n.duration for n in notes] + [primer_end or 0.0, 4.0])
+    end = end or max([n.start + n.duration for n in notes] + [primer_end or 0.0, 4.0])
     if primer_end is not None:
         ax.axvspan(0, primer_end, color=PRIMER_SHADE, zorder=0)
         ax.axvline(primer_end, color=PRIMER_COLOR, linestyle="--", linewidth=1, zorder=1)
@@ -87,6 +96,8 @@ def piano_roll_png(notes: list[Note], path: Path, title: str = "", primer_end: f
     else:
         ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center", color="#999")
         low, high = 60, 72
+    if pitch_span is not None:
+        low, high = pitch_span
     # at least an octave of headroom keeps a narrow melody from looking like a wide leap
     middle, half = (low + high) / 2, max(6.5, (high - low) / 2 + 1.5)
     ax.set_ylim(middle - half, middle + half)
@@ -103,7 +114,8 @@ def piano_roll_png(notes: list[Note], path: Path, title: str = "", primer_end: f
     ax.set_xlabel("quarter notes", fontsize=10)
     ax.tick_params(labelsize=10)
     if title:
-        ax.set_title(title, fontsize=12, loc="left")
+        # literal text: a '$' in a file name must not start matplotlib's mathtext
+        ax.set_title(title, fontsize=12, loc="left", parse_math=False)
     return _save(fig, path)
 
 
@@ -185,42 +197,19 @@ class Cell:
     audio: str | None = None
     image: str | None = None
     midi: str | None = None
-
-
-@dataclass
-class MetricRow:
-    key: str
-    description: str
-    better: str | None  # "higher", "lower" or None (no ranking, e.g. a statistic to compare with real music)
-    values: dict[str, float]  # row label -> value
-
-    def __post_init__(self) -> None:
-        if self.better is not None and self.better not in BETTER:
-            raise ValueError(f"{self.key}: better must be 'higher', 'lower' or None, not {self.better!r}")
+    score: str | None = None  # an engraved excerpt (SVG)
 
 
 @dataclass
 class ComparisonPage:
     title: str
+    headline: str  # the comparison in one sentence (compare.headline)
     settings: dict[str, str]
     rows: list[str]  # e.g. ["epoch 100", "epoch 150", "real continuation"]
     columns: list[str]  # primer names
     cells: dict[tuple[str, str], Cell]  # (row, column) -> cell
-    metrics: list[MetricRow] = field(default_factory=list)
-    metric_columns: list[str] = field(default_factory=list)  # the epoch labels the metric table compares
+    comparison: object  # compare.Comparison
     plots: list[tuple[str, str]] = field(default_factory=list)  # (caption, relative png path)
-
-
-def best_labels(metric: MetricRow, columns: list[str]) -> set[str]:
-    """The columns holding the best value of a metric (ties share it).
-
-    Nothing is best when the metric has no direction, or fewer than two finite values differ.
-    """
-    finite = {c: metric.values[c] for c in columns if c in metric.values and math.isfinite(metric.values[c])}
-    if metric.better is None or len(set(finite.values())) < 2:
-        return set()
-    best = max(finite.values()) if metric.better == "higher" else min(finite.values())
-    return {c for c, v in finite.items() if v == best}
 
 
 def format_value(value: float | None) -> str:
@@ -230,7 +219,14 @@ def format_value(value: float | None) -> str:
         return "∞" if value > 0 else "−∞"
     if abs(value) >= 10_000:
         return f"{value:,.0f}"
-    return f"{value:.4g}"
+    return f"{value:.3g}"
+
+
+def format_interval(value: tuple[float, float, float]) -> str:
+    mean, low, high = value
+    if not math.isfinite(low):
+        return format_value(mean)
+    return f"{format_value(mean)} <span class=\"ci\">[{format_value(low)}–{format_value(high)}]</span>"
 
 
 def _url(path: str) -> str:
@@ -238,55 +234,64 @@ def _url(path: str) -> str:
     return quote(PurePath(path).as_posix())
 
 
-def _reference_columns(page: ComparisonPage) -> list[str]:
-    """Rows that are not compared but have values (e.g. the real continuation): shown, not ranked."""
-    return [r for r in page.rows if r not in page.metric_columns and any(r in m.values for m in page.metrics)]
-
-
 def _header(page: ComparisonPage) -> str:
     settings = "".join(
         f"<div><dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd></div>" for k, v in page.settings.items()
     )
-    return f'<header><h1>{escape(page.title)}</h1><dl class="settings">{settings}</dl></header>'
+    return (
+        f'<header><h1>{escape(page.title)}</h1><p id="headline">{escape(page.headline)}</p>'
+        f'<dl class="settings">{settings}</dl></header>'
+    )
 
 
 def _summary_table(page: ComparisonPage) -> str:
-    """One row per compared checkpoint: on how many measures it is best, and a jump to its samples."""
-    ranked = [m for m in page.metrics if m.better is not None]
-    bests = [best_labels(m, page.metric_columns) for m in ranked]
+    """One row per checkpoint: measures on which it is clearly closest to real, bits, copying."""
+    comparison = page.comparison
+    total = len(comparison.measures)
     body = []
-    for label in page.metric_columns:
-        wins = sum(label in b for b in bests)
+    for label in comparison.checkpoints:
+        wins = sum(m.closest == label for m in comparison.measures)
+        bits = comparison.bits.get(label, {})
         listen = f'<a href="#row-{page.rows.index(label)}">listen</a>' if label in page.rows else ""
-        body.append(f"<tr><th scope=\"row\">{escape(label)}</th><td>{wins} of {len(ranked)}</td><td>{listen}</td></tr>")
+        body.append(
+            f'<tr><th scope="row">{escape(label)}</th><td>{wins} of {total}</td>'
+            f"<td>{format_value(bits.get('validation'))}</td><td>{format_value(bits.get('training'))}</td>"
+            f"<td>{format_interval(comparison.copies[label])} (longest {format_value(comparison.longest_copy[label])})</td>"
+            f"<td>{listen}</td></tr>"
+        )
     return (
-        '<table id="epochs"><thead><tr><th scope="col">checkpoint</th><th scope="col">best on</th>'
-        f'<th scope="col">samples</th></tr></thead><tbody>{"".join(body)}</tbody></table>'
+        '<table id="epochs"><thead><tr><th scope="col">checkpoint</th><th scope="col">clearly closest to real on</th>'
+        '<th scope="col">validation bits/note</th><th scope="col">training bits/note</th>'
+        '<th scope="col">copied from training, beats (95 % interval)</th><th scope="col">samples</th></tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table>'
     )
 
 
 def _metric_table(page: ComparisonPage) -> str:
-    references = _reference_columns(page)
-    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in page.metric_columns)
-    head += "".join(f'<th scope="col" class="ref">{escape(c)}</th>' for c in references)
+    comparison = page.comparison
+    rows = list(comparison.measures[0].values) if comparison.measures else []
+    head = "".join(f'<th scope="col"{" class=ref" if r not in comparison.checkpoints else ""}>{escape(r)}</th>' for r in rows)
     body = []
-    for metric in page.metrics:
-        best = best_labels(metric, page.metric_columns)
-        direction = {"higher": "↑ higher is better", "lower": "↓ lower is better"}.get(metric.better or "", "")
+    for m in comparison.measures:
         name = (
-            f'<th scope="row" title="{escape(metric.description)}">{escape(metric.key)}'
-            f'<span class="desc">{escape(metric.description)}</span>'
-            f'<span class="better">{direction}</span></th>'
+            f'<th scope="row" title="{escape(m.description)}">{escape(m.key)}'
+            f'<span class="desc">{escape(m.description)}</span></th>'
         )
-        cells = []
-        for column in page.metric_columns:
-            text = format_value(metric.values.get(column))
-            cells.append(f'<td class="best" title="best">{text}</td>' if column in best else f"<td>{text}</td>")
-        cells += [f'<td class="ref">{format_value(metric.values.get(c))}</td>' for c in references]
-        body.append(f"<tr>{name}{''.join(cells)}</tr>")
+        cells = [f"<td>{format_value(m.reference)}</td>"]
+        for r in rows:
+            text = format_interval(m.values[r])
+            if r == m.closest:
+                cells.append(f'<td class="best" title="clearly closest to real">{text}</td>')
+            else:
+                cells.append(f'<td{" class=ref" if r not in comparison.checkpoints else ""}>{text}</td>')
+        verdict = f"{escape(m.closest)} closer" if m.closest else "no clear difference"
+        body.append(f"<tr>{name}{''.join(cells)}<td class=\"verdict\">{verdict}</td></tr>")
     return (
-        f'<table id="metrics"><thead><tr><th scope="col">measure</th>{head}</tr></thead>'
+        f'<table id="metrics"><thead><tr><th scope="col">measure</th><th scope="col">real music<span class="desc">'
+        f'training excerpts of the same length</span></th>{head}<th scope="col">verdict</th></tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table>'
+        '<p class="hint">Means over the measured samples with 95 % bootstrap intervals. A checkpoint is closer '
+        "to real music on a measure only where the intervals of the distances to it do not overlap.</p>"
     )
 
 
@@ -303,8 +308,10 @@ def _cell(cell: Cell | None, row: str, column: str) -> str:
     parts = []
     if cell.audio:
         parts.append(f'<audio controls preload="auto" src="{_url(cell.audio)}"></audio>')
+    if cell.score:
+        parts.append(f'<img class="score" src="{_url(cell.score)}" alt="{escape(f"score: {row}, {column}")}">')
     if cell.image:
-        parts.append(f'<img src="{_url(cell.image)}" alt="{escape(f"piano roll: {row}, {column}")}">')
+        parts.append(f'<img class="roll" src="{_url(cell.image)}" alt="{escape(f"piano roll: {row}, {column}")}">')
     links = [f'<a href="{_url(p)}" download>{kind}</a>' for kind, p in (("MIDI", cell.midi), ("WAV", cell.audio)) if p]
     if links:
         parts.append(f'<div class="files">{"".join(links)}</div>')
@@ -317,8 +324,13 @@ def _grid(page: ComparisonPage) -> str:
     for i, row in enumerate(page.rows):
         cells = "".join(_cell(page.cells.get((row, c)), row, c) for c in page.columns)
         body.append(f'<tr id="row-{i}"><th scope="row">{escape(row)}</th>{cells}</tr>')
+    # a toggle without script: the radio buttons' state shows scores or piano rolls
+    toggle = (
+        '<input type="radio" name="view" id="view-score" checked><label for="view-score">score</label>'
+        '<input type="radio" name="view" id="view-roll"><label for="view-roll">piano roll</label>'
+    )
     return (
-        f'<div class="scroll"><table id="grid"><thead><tr><th></th>{head}</tr></thead>'
+        f'{toggle}<div class="scroll"><table id="grid"><thead><tr><th></th>{head}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table></div>'
     )
 
@@ -338,6 +350,9 @@ thead th{border-bottom:2px solid #ccc}
 #metrics td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 #metrics tbody th{font-weight:600}
 td.best{background:#dcf2e1;font-weight:700}
+#headline{font-size:1.1rem;margin:.3rem 0 .8rem;padding:.6rem .8rem;background:#f4f7fb;border-left:4px solid #1f5fa8}
+.ci{color:#888;font-size:.8rem;font-weight:normal}
+td.verdict{color:#555;text-align:left!important}
 .ref{color:#888}
 .desc,.better{display:block;font-size:.78rem;font-weight:normal;color:#777}
 .hint{color:#555;font-size:.9rem;margin:.2rem 0 .8rem}
@@ -346,9 +361,13 @@ figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.85rem;color:#555}
 .scroll{overflow-x:auto}
 #grid tbody th{white-space:nowrap}
-#grid td{min-width:18rem}
+#grid td{min-width:14rem;width:24rem}
 #grid audio{width:100%;display:block}
 #grid img{width:100%;display:block;margin:.3rem 0}
+#grid img.score{background:#fff}
+#view-score:checked~.scroll img.roll{display:none}
+#view-roll:checked~.scroll img.score{display:none}
+#listen label{margin:0 1rem 0 .2rem;font-size:.9rem}
 .files a{font-size:.85rem;margin-right:.9rem}
 .missing{color:#aaa}
 footer{margin-top:2rem;font-size:.8rem;color:#888}
@@ -379,7 +398,7 @@ def render_page(page: ComparisonPage) -> str:
 <section id="summary"><h2>Checkpoints compared</h2>{_summary_table(page)}</section>
 <section id="listen"><h2>Listen</h2>
 <p class="hint">Each row is a checkpoint, each column continues the same primer.
-In the piano rolls the primer is shaded grey; the new music is blue.</p>
+The primer is grey (in the scores: the primer's last bar, then 4 new bars); the new music is blue in the piano rolls.</p>
 {_grid(page)}</section>
 <section id="measures"><h2>Measures</h2>{_metric_table(page)}</section>
 {plots}

@@ -267,10 +267,13 @@ class Grammar:
     BOS first; a Pitch is followed by [Velocity] and a Duration; pitches at one onset ascend;
     a pitch that still sounds cannot be struck; consecutive TimeShifts are the greedy
     decomposition of their sum; EOS only after a complete note; nothing after EOS.
+    With ``max_voices``, no pitch may be struck while that many notes already sound (a
+    generation constraint, not part of the token grammar: corpora may exceed it).
     """
 
-    def __init__(self, vocab: Vocabulary):
+    def __init__(self, vocab: Vocabulary, max_voices: int | None = None):
         self.vocab = vocab
+        self.max_voices = max_voices
         self.grid = vocab.grid
         self.kinds = vocab.kinds()
         self.started = False
@@ -298,12 +301,30 @@ class Grammar:
             mask[v.duration_offset :] = True
             return mask
         mask[v.shift_offset : v.pitch_offset] = self.shift_mask()
+        if self.max_voices:
+            mask[v.shift_offset : v.pitch_offset] &= self.shifts_reaching_a_free_voice()
         pitches = np.arange(v.config.pitch_low, v.config.pitch_high + 1)
-        mask[v.pitch_offset : v.velocity_offset] = (pitches > self.last_pitch) & (
-            self.note_end[pitches] <= self.time
-        )
+        if not self.max_voices or int((self.note_end > self.time).sum()) < self.max_voices:
+            mask[v.pitch_offset : v.velocity_offset] = (pitches > self.last_pitch) & (
+                self.note_end[pitches] <= self.time
+            )
         mask[EOS] = not self.run and self.notes > 0
         return mask
+
+    def shifts_reaching_a_free_voice(self) -> np.ndarray:
+        """For each shift: whether it, or a run of shifts it starts, reaches an onset where fewer
+        than ``max_voices`` notes sound. Otherwise the voice ceiling could leave nothing to draw
+        after it (a run of shifts must end in a note)."""
+        ends = np.sort(self.note_end[self.note_end > self.time])
+        start = self.time - sum(self.run)  # the onset the current run of shifts started from
+        grid = tuple(self.grid)
+        result = np.zeros(len(grid), dtype=bool)
+        for index, value in enumerate(grid):
+            # every onset a run beginning with run + [value] can stop at, within the longest note
+            totals = _run_totals(tuple(self.run) + (value,), grid, int(ends[-1] - start) if len(ends) else 0)
+            sounding = len(ends) - np.searchsorted(ends, start + totals, side="right")
+            result[index] = bool((sounding < self.max_voices).any())
+        return result
 
     def shift_mask(self) -> np.ndarray:
         return _next_shifts(tuple(self.run), tuple(self.grid))
@@ -333,6 +354,15 @@ class Grammar:
             self.last_pitch = self.pitch
             self.pending = None
             self.notes += 1
+
+
+@functools.lru_cache(maxsize=65536)
+def _run_totals(prefix: tuple[int, ...], grid: tuple[int, ...], limit: int) -> np.ndarray:
+    """The totals T up to ``limit`` (or just the prefix's own, if it is already past) whose
+    greedy decomposition starts with ``prefix``: the onsets a run of shifts can stop at."""
+    base = sum(prefix)
+    totals = [t for t in range(base, max(base, limit) + 1) if tuple(greedy_split(t, grid)[: len(prefix)]) == prefix]
+    return np.array(totals, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -340,6 +340,7 @@ def train_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainSummary:
     from composer.baseline import baseline_scores, best_baseline
+    from composer.dataset import corpus_voice_ceiling
 
     if config.strategy not in STRATEGIES:
         raise ComposerError(f"unknown strategy {config.strategy!r} (choose {', '.join(STRATEGIES)})")
@@ -415,6 +416,7 @@ def train_run(
             "validation_notes": validation_notes,
             "median_bpm": float(np.median([p.tempo for p in corpus.pieces])),
             "time_signature": _most_common([p.time_signature for p in corpus.pieces]),
+            "max_voices": corpus_voice_ceiling(corpus),
         },
         "baseline": baseline["best"],
     }

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from composer import ComposerError
-from composer.corpus import UnusableFile, estimate_key, find_music_files, read_piece, write_midi
+from composer.corpus import Limits, UnusableFile, estimate_key, find_music_files, read_piece, write_midi
 from composer.tokens import Note, TokenizerConfig, Vocabulary, decode_tokens, encode_notes, is_grammatical
 
 VOCAB = Vocabulary(TokenizerConfig())
@@ -219,9 +219,9 @@ def test_unusable_time_division_is_reported_as_resolution(division, chorale_file
 
 def test_size_limit(chorale_files):
     path = chorale_files[0]
-    assert read_piece(path, max_bytes=path.stat().st_size).notes
+    assert read_piece(path, Limits(max_bytes=path.stat().st_size)).notes
     with pytest.raises(UnusableFile, match="size limit"):
-        read_piece(path, max_bytes=1000)
+        read_piece(path, Limits(max_bytes=1000))
 
 
 def test_unknown_file_type(tmp_path):

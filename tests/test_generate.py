@@ -34,6 +34,7 @@ from composer.tokens import (
     BOS,
     EOS,
     Grammar,
+    Note,
     TokenizerConfig,
     Vocabulary,
     decode_tokens,
@@ -151,8 +152,9 @@ def greedy_reference(stepper, vocab: Vocabulary, primer: np.ndarray, steps: int)
     return tokens
 
 
-def check_sample(tokens: np.ndarray, path: Path, vocab: Vocabulary, bpm: float) -> None:
-    """A sample is grammatical, survives decode→encode unchanged, and its MIDI file holds exactly its notes."""
+def check_sample(tokens: np.ndarray, path: Path, vocab: Vocabulary, bpm: float, end: float | None = None) -> None:
+    """A sample is grammatical, survives decode→encode unchanged, and its MIDI file holds exactly its
+    notes (cut at ``end`` quarters, where an asked span ends) and lasts until ``end``."""
     import pretty_midi
 
     from composer.corpus import read_piece
@@ -165,14 +167,17 @@ def check_sample(tokens: np.ndarray, path: Path, vocab: Vocabulary, bpm: float) 
     assert notes, "a sample without notes"
     assert np.array_equal(encode_notes(notes, vocab), tokens), f"decode→encode changes the sample ending … {shown}"
     midi = pretty_midi.PrettyMIDI(str(path))
+    if end is not None:
+        notes = [Note(n.pitch, n.start, min(n.duration, end - n.start), n.velocity) for n in notes]
+        assert midi.get_end_time() == pytest.approx(end * 60 / bpm, abs=2e-3), "the file does not last the asked span"
     written = sorted((n.start, n.pitch, n.end, n.velocity) for inst in midi.instruments for n in inst.notes)
     expected = sorted((n.start * 60 / bpm, n.pitch, (n.start + n.duration) * 60 / bpm, n.velocity) for n in notes)
     assert len(written) == len(expected)
     for (s1, p1, e1, v1), (s2, p2, e2, v2) in zip(written, expected):
         assert (p1, v1) == (p2, v2)
         assert s1 == pytest.approx(s2, abs=2e-3) and e1 == pytest.approx(e2, abs=2e-3)
-    # and through the project's own reader: the file encodes back to the very same tokens
-    assert np.array_equal(encode_notes(read_piece(path).notes, vocab), tokens)
+    # and through the project's own reader: the file encodes back to the very same (cut) notes
+    assert np.array_equal(encode_notes(read_piece(path).notes, vocab), encode_notes(notes, vocab))
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
@@ -292,7 +297,7 @@ def test_bars_mode_onsets_within_the_bars(run_dir, vocab, tmp_path, seed, temper
     result = generate(run_dir, "1", num=6, settings=settings, bars=4, out=tmp_path)
     end = 4 * bar_quarters("4/4")
     for tokens, path in zip(result.tokens, result.paths):
-        check_sample(tokens, path, vocab, RUN_BPM)
+        check_sample(tokens, path, vocab, RUN_BPM, end)
         onsets = [n.start for n in decode_tokens(tokens, vocab)]
         assert max(onsets) < end, f"onset {max(onsets)} is past the {end} quarters of 4 bars"
 
@@ -300,7 +305,7 @@ def test_bars_mode_onsets_within_the_bars(run_dir, vocab, tmp_path, seed, temper
 def test_seconds_mode_onsets_within_the_seconds(run_dir, vocab, tmp_path):
     result = generate(run_dir, "1", num=4, settings=SampleSettings(seed=5), seconds=6.0, out=tmp_path)
     for tokens, path in zip(result.tokens, result.paths):
-        check_sample(tokens, path, vocab, RUN_BPM)
+        check_sample(tokens, path, vocab, RUN_BPM, 6.0 * RUN_BPM / 60)
         assert max(n.start for n in decode_tokens(tokens, vocab)) * 60 / RUN_BPM < 6.0
 
 
@@ -329,7 +334,7 @@ def test_velocity_bins_samples_are_valid(velocity_run, velocity_vocab, tmp_path,
         for tokens, path in zip(result.tokens, result.paths):
             if mode == "tokens":
                 assert len(tokens) == 1 + 120 + 1
-            check_sample(tokens, path, vocab, RUN_BPM)
+            check_sample(tokens, path, vocab, RUN_BPM, 16.0 if mode == "bars" else None)
             notes = decode_tokens(tokens, vocab)
             velocities |= {n.velocity for n in notes}
             if mode == "bars":

@@ -362,15 +362,41 @@ def test_vocabulary_rejects_tokens_that_do_not_match_the_configuration():
         Vocabulary.from_dict(data)
 
 
+# the default vocabulary, spelled out by hand from DESIGN.md and the README's table: every step
+# up to a quarter, every sixteenth up to 4 quarters, every quarter up to 8
+DEFAULT_GRID_NAMES = (
+    ["1/12", "1/6", "1/4", "1/3", "5/12", "1/2", "7/12", "2/3", "3/4", "5/6", "11/12", "1"]
+    + ["5/4", "3/2", "7/4", "2", "9/4", "5/2", "11/4", "3", "13/4", "7/2", "15/4", "4"]
+    + ["5", "6", "7", "8"]
+)
+DEFAULT_NAMES = (
+    ["PAD", "BOS", "EOS"]
+    + [f"TimeShift_{g}" for g in DEFAULT_GRID_NAMES]
+    + [f"Pitch_{p}" for p in range(21, 109)]
+    + [f"Duration_{g}" for g in DEFAULT_GRID_NAMES]
+)
+
+
 def test_vocabulary_depends_only_on_the_configuration():
-    assert Vocabulary(TokenizerConfig()).to_dict() == Vocabulary(TokenizerConfig()).to_dict()
-    rebuilt = Vocabulary(TokenizerConfig.from_dict(json.loads(json.dumps(asdict(DEFAULT)))))
-    assert rebuilt.to_dict() == VOCAB.to_dict()
-    # encoding pieces never changes the vocabulary
-    before = VOCAB.to_dict()
-    encode_notes([Note(p, i * 0.5, 1.0) for i, p in enumerate(range(30, 90))], VOCAB)
-    assert VOCAB.to_dict() == before
-    assert Vocabulary(TokenizerConfig(pitch_low=36)).names() != VOCAB.names()
+    assert len(DEFAULT_NAMES) == 147
+    # encoding corpora of every shape, before the vocabulary is built or after, never changes it
+    pieces = [
+        [Note(p, i * 0.5, 1.0) for i, p in enumerate(range(30, 90))],
+        [Note(0, 0.0, 100.0), Note(127, 1000.0, 0.01)],  # out of range, off the grid, long
+        [Note(60, 0.25 * i, 0.25, velocity=1 + i % 127) for i in range(500)],
+    ]
+    for notes in pieces:
+        before = Vocabulary(DEFAULT)
+        encode_notes(notes, before)
+        assert before.names() == DEFAULT_NAMES
+        assert Vocabulary(DEFAULT).names() == DEFAULT_NAMES
+    # and it survives the trip through vocab.json
+    rebuilt = Vocabulary.from_dict(json.loads(json.dumps(VOCAB.to_dict())))
+    assert rebuilt.names() == DEFAULT_NAMES and rebuilt.to_dict()["size"] == 147
+    assert Vocabulary(TokenizerConfig.from_dict(json.loads(json.dumps(asdict(DEFAULT))))).names() == DEFAULT_NAMES
+    # another configuration is another vocabulary
+    assert Vocabulary(TokenizerConfig(pitch_low=36)).names() != DEFAULT_NAMES
+    assert "Velocity_0" in Vocabulary(TokenizerConfig(velocity_bins=4)).names()
 
 
 # ---- grammar specifics ----------------------------------------------------------------------------

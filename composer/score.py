@@ -1,0 +1,685 @@
+"""Reading a piece as a score: voices, MusicXML for notation software, engraved SVG excerpts,
+and the voice-leading measures a score shows at a glance.
+
+* ``assign_voices`` gives every note a voice: soprano/alto/tenor/bass for chorale-like
+  textures (at most 4 notes sounding most of the time), otherwise right hand / left hand of a
+  grand staff. Every note is kept exactly once.
+* ``write_musicxml`` lays the voices out on two staves (treble: the upper voices, bass: the
+  lower), with key signature, metre, tempo, pitches spelled in the key and ties across barlines.
+* ``render_excerpt_svg`` engraves a window of the piece with verovio, primer notes in grey.
+* ``voice_leading`` counts parallel fifths and octaves, voice crossings and notes outside each
+  voice's usual range (``voice_ranges`` learns the ranges from real chorales).
+
+Times are in quarter notes, as everywhere else (``composer.tokens.Note``); the score grid is
+12 steps per quarter, the tokenizer's, so sixteenths and eighth-note triplets are exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from composer.storage import atomic_path
+from composer.tokens import Note
+
+STEPS_PER_QUARTER = 12
+
+SATB = ("soprano", "alto", "tenor", "bass")
+HANDS = ("right hand", "left hand")
+CHORALE, GRAND_STAFF = "chorale", "grand staff"
+
+# Where a voice that has not sung yet is expected: the middle of its usual range.
+_VOICE_CENTRES = (70, 64, 57, 50)
+# Costs in semitones of motion: a crossing must buy back two octaves of leaps before it is
+# preferred, and doubling a voice (two notes at once) or striking over a held note is a last resort.
+_CROSSING_COST = 24.0
+_DOUBLING_COST = 40.0
+_HELD_COST = 40.0
+_MAX_SEARCHED_CHORD = 8  # larger chords are cut into four registers without a search
+
+# Textbook SATB ranges (C4-G5, G3-D5, C3-G4, E2-C4); ``voice_ranges`` measures a corpus instead.
+DEFAULT_RANGES: tuple[tuple[int, int], ...] = ((60, 79), (55, 74), (48, 67), (40, 60))
+
+PRIMER_COLOUR = "#9A9A9A"
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Voices:
+    """The voice of every note of a piece (``of_note[i]`` for ``notes[i]``, input order)."""
+
+    texture: str  # CHORALE or GRAND_STAFF
+    names: tuple[str, ...]  # one per voice, highest first
+    staff_of_voice: tuple[int, ...]  # 0 treble, 1 bass
+    of_note: tuple[int, ...]
+
+    def notes_of(self, notes: Sequence[Note], voice: int) -> list[Note]:
+        return [n for n, v in zip(notes, self.of_note) if v == voice]
+
+
+# ---- voices -------------------------------------------------------------------------------
+
+def _steps(quarters: float) -> int:
+    return int(round(quarters * STEPS_PER_QUARTER))
+
+
+def _onset_groups(notes: Sequence[Note]) -> list[tuple[int, list[int]]]:
+    """(onset step, note indices sounding from there) in time order."""
+    groups: dict[int, list[int]] = {}
+    for i, note in enumerate(notes):
+        groups.setdefault(_steps(note.start), []).append(i)
+    return sorted(groups.items())
+
+
+def sounding_counts(notes: Sequence[Note]) -> np.ndarray:
+    """Notes sounding at each distinct onset (new and held), in time order."""
+    if not notes:
+        return np.zeros(0, dtype=int)
+    starts = np.array([_steps(n.start) for n in notes])
+    ends = starts + np.maximum(1, np.array([_steps(n.duration) for n in notes]))
+    onsets = np.unique(starts)
+    begun = np.searchsorted(np.sort(starts), onsets, side="right")
+    ended = np.searchsorted(np.sort(ends), onsets, side="right")
+    return begun - ended
+
+
+def is_chorale_texture(notes: Sequence[Note], max_voices: int = 4, share: float = 0.9) -> bool:
+    """At most ``max_voices`` notes sounding at ``share`` of the onsets or more."""
+    counts = sounding_counts(notes)
+    return bool(len(counts)) and float(np.mean(counts <= max_voices)) >= share
+
+
+def assign_voices(notes: Sequence[Note], texture: str = "auto") -> Voices:
+    """Assign each note to a voice: SATB with voice-leading continuity, or a grand-staff split.
+
+    ``texture`` is "auto" (chorale when at most 4 notes sound at 90 % of onsets), CHORALE or
+    GRAND_STAFF. A chorale voice takes, at each onset, the new note nearest its last pitch, with
+    voices kept in pitch order unless a held note forces a crossing; a fifth note at one onset
+    doubles the voice where it costs least. The grand staff splits each chord around middle C,
+    keeping a chord in one hand when the split would part close notes.
+    """
+    if texture == "auto":
+        texture = CHORALE if is_chorale_texture(notes) else GRAND_STAFF
+    if texture == CHORALE:
+        return Voices(CHORALE, SATB, (0, 0, 1, 1), tuple(_assign_satb(notes)))
+    if texture == GRAND_STAFF:
+        return Voices(GRAND_STAFF, HANDS, (0, 1), tuple(_assign_hands(notes)))
+    raise ValueError(f"unknown texture {texture!r}: use 'auto', {CHORALE!r} or {GRAND_STAFF!r}")
+
+
+def _assign_satb(notes: Sequence[Note]) -> list[int]:
+    voices = len(SATB)
+    last = list(_VOICE_CENTRES)  # last pitch sung by each voice
+    busy_until = [-1] * voices  # step when its current note ends
+    sounding = [0] * voices  # pitch of that note
+    result = [0] * len(notes)
+    for onset, members in _onset_groups(notes):
+        members = sorted(members, key=lambda i: -notes[i].pitch)  # highest first, as voices
+        pitches = [notes[i].pitch for i in members]
+        held = [busy_until[v] > onset for v in range(voices)]
+        if len(members) > _MAX_SEARCHED_CHORD:
+            # a cluster no choir sings: cut it into four registers
+            choice = tuple(min(voices - 1, k * voices // len(members)) for k in range(len(members)))
+        else:
+            choice = min(
+                itertools.combinations_with_replacement(range(voices), len(members)),
+                key=lambda c: _satb_cost(c, pitches, last, held, sounding),
+            )
+        for i, v in zip(members, choice):
+            result[i] = v
+        for v in set(choice):
+            mine = [p for p, c in zip(pitches, choice) if c == v]
+            last[v] = sounding[v] = mine[0] if v < 2 else mine[-1]  # the outer note of a doubled voice
+            ends = [_steps(notes[i].start + notes[i].duration) for i, c in zip(members, choice) if c == v]
+            busy_until[v] = max(max(ends), busy_until[v])
+    return result
+
+
+def _satb_cost(choice: tuple[int, ...], pitches: list[int], last: list[int], held: list[bool], sounding: list[int]) -> float:
+    """Motion from each voice's last pitch, plus penalties for crossing, doubling and striking
+    over a held note. ``choice`` gives the voice of each new pitch (highest first)."""
+    cost = 0.0
+    now = {v: sounding[v] for v in range(len(last)) if held[v]}  # pitch of each sounding voice
+    struck: set[int] = set()
+    for pitch, v in zip(pitches, choice):
+        cost += abs(pitch - last[v])
+        if v in struck:
+            cost += _DOUBLING_COST
+        else:
+            if held[v]:
+                cost += _HELD_COST
+            now[v] = pitch  # a voice's line follows its new note (the highest if doubled)
+            struck.add(v)
+    ordered = sorted(now)
+    for a, b in itertools.pairwise(ordered):
+        if now[a] < now[b]:
+            cost += _CROSSING_COST
+    return cost
+
+
+def _assign_hands(notes: Sequence[Note]) -> list[int]:
+    result = [0] * len(notes)
+    for _, members in _onset_groups(notes):
+        members = sorted(members, key=lambda i: notes[i].pitch)  # lowest first
+        pitches = [notes[i].pitch for i in members]
+        best = min(range(len(pitches) + 1), key=lambda split: _hands_cost(pitches, split))
+        for k, i in enumerate(members):
+            result[i] = 1 if k < best else 0
+    return result
+
+
+def _hands_cost(pitches: list[int], split: int) -> float:
+    """pitches[:split] to the left hand, the rest to the right."""
+    left, right = pitches[:split], pitches[split:]
+    cost = sum(max(0, 60 - p) for p in right) + sum(max(0, p - 59) for p in left)
+    for hand in (left, right):
+        if hand:
+            cost += 2 * max(0, hand[-1] - hand[0] - 14)  # wider than a hand reaches
+    if left and right:
+        cost += 3 * max(0, 6 - (right[0] - left[-1]))  # parting notes a hand would take together
+    return cost
+
+
+# ---- measures a score shows ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VoiceLeading:
+    """Voice-leading faults of one piece read as four voices, as counts and as rates.
+
+    Parallels are counted per *pair move*: a pair of voices both taking a new pitch at the same
+    onset, the only place a parallel can happen. Per note, a texture where voices seldom move
+    together (an untrained model's, with its long held notes) would look cleaner than Bach.
+    Rates are NaN where there is nothing to count.
+    """
+
+    notes: int
+    onsets: int
+    pair_moves: int  # voice pairs both moving to a new pitch between consecutive onsets
+    fifths: int  # pair moves from a perfect fifth (or compound) to a perfect fifth, same direction
+    octaves: int  # the same for octaves and unisons
+    crossed_onsets: int  # onsets where a lower voice sounds above a higher one
+    out_of_range: int  # notes outside their voice's usual range
+
+    @property
+    def parallel_fifths_per_100(self) -> float:
+        return 100 * self.fifths / self.pair_moves if self.pair_moves else float("nan")
+
+    @property
+    def parallel_octaves_per_100(self) -> float:
+        return 100 * self.octaves / self.pair_moves if self.pair_moves else float("nan")
+
+    @property
+    def crossing_share(self) -> float:
+        return self.crossed_onsets / self.onsets if self.onsets else float("nan")
+
+    @property
+    def out_of_range_share(self) -> float:
+        return self.out_of_range / self.notes if self.notes else float("nan")
+
+    def rates(self) -> dict[str, float]:
+        """The four rates by name, for a metrics table."""
+        return {name: getattr(self, name) for name in VOICE_LEADING_RATES}
+
+    def __add__(self, other: "VoiceLeading") -> "VoiceLeading":
+        """Pooled counts of two pieces: rates over a set of samples weigh every note alike."""
+        return VoiceLeading(*(a + b for a, b in zip(_counts(self), _counts(other))))
+
+
+VOICE_LEADING_RATES = ("parallel_fifths_per_100", "parallel_octaves_per_100", "crossing_share", "out_of_range_share")
+
+
+def _counts(measure: VoiceLeading) -> tuple[int, ...]:
+    return (measure.notes, measure.onsets, measure.pair_moves, measure.fifths, measure.octaves, measure.crossed_onsets, measure.out_of_range)
+
+
+def voice_lines(notes: Sequence[Note], voices: Voices) -> tuple[np.ndarray, np.ndarray]:
+    """(onset steps, pitch of each voice at each onset; -1 where silent).
+
+    Where a voice holds two notes at once, its line is the most recently struck one, and at a
+    common onset the outer one (top for the upper voices, bottom for the lower): what an ear follows.
+    """
+    onsets = np.array(sorted({_steps(n.start) for n in notes}), dtype=int)
+    count = len(voices.names)
+    lines = -np.ones((count, len(onsets)), dtype=int)
+    upper = count // 2
+
+    def order(i: int) -> tuple[int, int]:
+        # written later wins: ascending pitch leaves the top note for upper voices, descending the bottom
+        pitch = notes[i].pitch
+        return _steps(notes[i].start), pitch if voices.of_note[i] < upper else -pitch
+
+    for i in sorted(range(len(notes)), key=order):
+        start = _steps(notes[i].start)
+        a, b = np.searchsorted(onsets, [start, start + max(1, _steps(notes[i].duration))])
+        lines[voices.of_note[i], a:b] = notes[i].pitch
+    return onsets, lines
+
+
+def voice_leading(
+    notes: Sequence[Note], ranges: Sequence[tuple[int, int]] = DEFAULT_RANGES, voices: Voices | None = None
+) -> VoiceLeading:
+    """Parallel fifths/octaves, crossings and range faults of a piece read as SATB.
+
+    The piece is always read as four voices (``assign_voices(notes, CHORALE)`` unless ``voices``
+    is given), since these are the faults a chorale is judged by; a grand-staff layout would
+    hide them inside chords. Voices are read in pitch order, so a crossing Bach wrote on
+    purpose (tenor above alto) reads as the score shows it, uncrossed.
+    """
+    if not notes:
+        return VoiceLeading(0, 0, 0, 0, 0, 0, 0)
+    voices = voices or assign_voices(notes, CHORALE)
+    _, lines = voice_lines(notes, voices)
+    pair_moves = fifths = octaves = 0
+    crossed = np.zeros(lines.shape[1], dtype=bool)
+    for upper, lower in itertools.combinations(range(len(voices.names)), 2):
+        a, b = lines[upper], lines[lower]
+        both = (a >= 0) & (b >= 0)
+        moved = both[:-1] & both[1:] & (a[:-1] != a[1:]) & (b[:-1] != b[1:])
+        similar = moved & (np.sign(a[1:] - a[:-1]) == np.sign(b[1:] - b[:-1]))
+        interval = np.abs(a - b) % 12
+        pair_moves += int(np.sum(moved))
+        fifths += int(np.sum(similar & (interval[:-1] == 7) & (interval[1:] == 7)))
+        octaves += int(np.sum(similar & (interval[:-1] == 0) & (interval[1:] == 0)))
+        crossed |= both & (a < b)
+    outside = sum(
+        1 for note, v in zip(notes, voices.of_note) if v < len(ranges) and not ranges[v][0] <= note.pitch <= ranges[v][1]
+    )
+    return VoiceLeading(len(notes), lines.shape[1], pair_moves, fifths, octaves, int(np.sum(crossed)), outside)
+
+
+def voice_ranges(pieces: Iterable[Sequence[Note]], low: float = 1, high: float = 99) -> tuple[tuple[int, int], ...]:
+    """Each SATB voice's usual range over real pieces: its ``low``-th to ``high``-th percentile pitch."""
+    per_voice: list[list[int]] = [[] for _ in SATB]
+    for notes in pieces:
+        voices = assign_voices(notes, CHORALE)
+        for note, v in zip(notes, voices.of_note):
+            per_voice[v].append(note.pitch)
+    ranges = []
+    for v, pitches in enumerate(per_voice):
+        if not pitches:
+            ranges.append(DEFAULT_RANGES[v])
+        else:
+            lo, hi = np.percentile(pitches, [low, high])
+            ranges.append((int(np.floor(lo)), int(np.ceil(hi))))
+    return tuple(ranges)
+
+
+# ---- the score ---------------------------------------------------------------------------
+
+# Note values a notation program writes without a tie, in steps: whole ... sixteenth, then triplets.
+_PLAIN_VALUES = (48, 36, 24, 18, 12, 9, 6, 3)
+_TRIPLET_VALUES = (16, 8, 4, 2, 1)
+
+
+def bar_steps(time_signature: str) -> int:
+    numerator, denominator = (int(x) for x in time_signature.split("/"))
+    return numerator * 4 * STEPS_PER_QUARTER // denominator
+
+
+def _written_values(start: int, length: int) -> list[int]:
+    """A span split into tied note values a musician reads: plain values on the sixteenth grid,
+    triplet values only to reach it again or for a span made of triplets."""
+    values: list[int] = []
+    position, left = start, length
+    while left > 0:
+        off_grid = (-position) % 3  # steps a triplet value must cover to regain the sixteenth grid
+        if off_grid:
+            fitting = [v for v in _TRIPLET_VALUES if v <= left and v % 3 == off_grid]
+            value = fitting[0] if fitting else next(v for v in _TRIPLET_VALUES if v <= left)
+        elif left % 3 and left % 4 == 0:
+            value = next(v for v in _TRIPLET_VALUES if v <= left)  # a run of triplet eighths or quarters
+        elif left >= 3:
+            value = next(v for v in _PLAIN_VALUES if v <= left - left % 3)
+        else:
+            value = left  # 1 or 2 steps: a triplet 32nd or sixteenth
+        values.append(value)
+        position += value
+        left -= value
+    return values
+
+
+@dataclass(frozen=True)
+class _Chord:
+    start: int  # steps
+    length: int
+    pitches: tuple[int, ...]
+    primer: bool
+
+
+def _layers(notes: Sequence[Note], primer_end: float | None) -> list[list[_Chord]]:
+    """One voice's notes as layers of chords that never overlap (a notation voice cannot hold two
+    notes of different lengths at once); the first layer is the voice proper."""
+    chords: dict[tuple[int, int], list[set[int]]] = {}
+    for note in notes:
+        same_span = chords.setdefault((_steps(note.start), max(1, _steps(note.duration))), [])
+        # a unison of two parts sharing a voice is two notes: the second goes to a chord of its own
+        chord = next((c for c in same_span if note.pitch not in c), None)
+        if chord is None:
+            same_span.append(chord := set())
+        chord.add(int(note.pitch))
+    layers: list[list[_Chord]] = []
+    ends: list[int] = []
+    spans = sorted(((span, pitches) for span, sets in chords.items() for pitches in sets), key=lambda sp: (sp[0][0], -sp[0][1]))
+    for (start, length), pitches in spans:
+        primer = primer_end is not None and start < _steps(primer_end)
+        chord = _Chord(start, length, tuple(sorted(pitches)), primer)
+        for k, end in enumerate(ends):
+            if end <= start:
+                layers[k].append(chord)
+                ends[k] = start + length
+                break
+        else:
+            layers.append([chord])
+            ends.append(start + length)
+    return layers
+
+
+def _key(name: str):
+    import music21
+
+    if not name:
+        return music21.key.Key("C")
+    tonic, mode = name.split()
+    return music21.key.Key(tonic if mode == "major" else tonic.lower())
+
+
+def _speller(key) -> dict[int, str]:
+    """Pitch class -> spelled name in ``key``: scale notes as the scale spells them (minor with
+    its raised sixth and seventh), the rest with the key's kind of accidental."""
+    names = {p.pitchClass: p.name for p in key.getScale().getPitches()}
+    if key.mode == "minor":
+        for interval in ("M6", "M7"):  # melodic and harmonic minor: the leading tone is a sharp
+            raised = key.tonic.transpose(interval)
+            names.setdefault(raised.pitchClass, raised.name)
+    flats = ["C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B"]
+    sharps = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    fallback = flats if key.sharps < 0 else sharps
+    return {pc: names.get(pc, fallback[pc]) for pc in range(12)}
+
+
+def _pitch(midi: int, spelling: dict[int, str]):
+    import music21
+
+    pitch = music21.pitch.Pitch(spelling[midi % 12])
+    # the octave follows the written letter: B#3 sounds as C4, C-5 as B4
+    pitch.octave = 4
+    pitch.octave = 4 + (midi - int(pitch.midi)) // 12
+    return pitch
+
+
+def build_score(
+    notes: Sequence[Note],
+    key: str = "",
+    time_signature: str = "4/4",
+    bpm: float = 120.0,
+    primer_end: float | None = None,
+    title: str = "",
+    voices: Voices | None = None,
+    first_bar: int = 1,
+    part_name: str | None = None,
+):
+    """The music21 Score of a piece: one brace of two staves, voices laid out as ``assign_voices``
+    says, split at barlines with ties; primer notes (onset before ``primer_end``) coloured grey."""
+    import music21
+    from music21 import stream
+
+    voices = voices or assign_voices(notes)
+    music_key = _key(key)
+    spelling = _speller(music_key)
+    bar, beat = bar_steps(time_signature), beat_steps(time_signature)
+    end = max((_steps(n.start) + max(1, _steps(n.duration)) for n in notes), default=bar)
+    bars = max(1, -(-end // bar))
+
+    score = stream.Score()
+    if title:
+        score.insert(0, music21.metadata.Metadata(title=title))
+    staves = []
+    voice_number = 0  # MusicXML voice numbers run on across the staves of one part
+    for staff in (0, 1):
+        part = stream.PartStaff()
+        part.partName = part_name if part_name is not None else ("Chorale" if voices.texture == CHORALE else "Piano")
+        staff_voices = [v for v, s in enumerate(voices.staff_of_voice) if s == staff]
+        # (stem, rests shown, chords): a voice's own layer shows its rests; the layers that only
+        # hold its overlapping notes hide theirs, as notation programs do for an extra voice
+        layers: list[tuple[str | None, bool, list[_Chord]]] = []
+        for rank, v in enumerate(staff_voices):
+            own = _layers(voices.notes_of(notes, v), primer_end) or [[]]
+            for k, chords in enumerate(own):
+                if len(staff_voices) > 1:
+                    stem = "up" if rank == 0 else "down"
+                else:
+                    stem = None if len(own) == 1 else ("up" if k == 0 else "down")
+                layers.append((stem, k == 0, chords))
+        for number in range(bars):
+            measure = stream.Measure(number=first_bar + number)
+            if number == 0:
+                measure.insert(0, music21.clef.TrebleClef() if staff == 0 else music21.clef.BassClef())
+                measure.insert(0, music21.key.KeySignature(music_key.sharps))
+                measure.insert(0, music21.meter.TimeSignature(time_signature))
+                if staff == 0 and bpm:
+                    measure.insert(0, music21.tempo.MetronomeMark(number=round(bpm, 1), referent=1.0))
+            for k, (stem, rests_shown, chords) in enumerate(layers):
+                # every layer in every bar, even as hidden rests: readers such as music21 pair a
+                # bar's voices with the next bar's by position, and a missing one breaks the ties
+                voice = stream.Voice(id=str(voice_number + k + 1))
+                _fill_bar(voice, chords, number * bar, bar, beat, spelling, stem, hidden_rests=not rests_shown)
+                measure.insert(0, voice)
+            part.append(measure)
+        voice_number += len(layers)
+        staves.append(part)
+    for part in staves:
+        score.insert(0, part)
+    score.insert(0, music21.layout.StaffGroup(staves, symbol="brace", barTogether=True))
+    return score
+
+
+def _in_bar(chord: _Chord, bar_start: int, bar: int) -> bool:
+    return chord.start < bar_start + bar and chord.start + chord.length > bar_start
+
+
+def _fill_bar(
+    voice, layer: list[_Chord], bar_start: int, bar: int, beat: int, spelling: dict[int, str], stem: str | None, hidden_rests: bool
+) -> None:
+    import music21
+
+    bar_end = bar_start + bar
+    position = bar_start
+
+    def rest(start: int, length: int) -> None:
+        at = start
+        for value in _written_values(start, length):
+            r = music21.note.Rest(quarterLength=Fraction(value, STEPS_PER_QUARTER))
+            r.fullMeasure = value == bar  # said here: music21 would search the context for each rest
+            if hidden_rests:
+                r.style.hideObjectOnPrint = True
+            voice.insert(Fraction(at - bar_start, STEPS_PER_QUARTER), r)
+            at += value
+
+    for chord in layer:
+        chord_end = chord.start + chord.length
+        if not _in_bar(chord, bar_start, bar):
+            continue
+        start, stop = max(chord.start, bar_start), min(chord_end, bar_end)
+        if start > position:
+            rest(position, start - position)
+        at = start
+        values = _written_values(start, stop - start)
+        for k, value in enumerate(values):
+            pitches = [_pitch(p, spelling) for p in chord.pitches]
+            element = music21.chord.Chord(pitches) if len(pitches) > 1 else music21.note.Note(pitches[0])
+            element.quarterLength = Fraction(value, STEPS_PER_QUARTER)
+            if stem:
+                element.stemDirection = stem
+            first = at == chord.start
+            last = at + value == chord_end
+            if not (first and last):
+                element.tie = music21.tie.Tie("start" if first else "stop" if last else "continue")
+            if chord.primer:
+                element.style.color = PRIMER_COLOUR
+            voice.insert(Fraction(at - bar_start, STEPS_PER_QUARTER), element)
+            at += value
+        position = stop
+    if position < bar_end:
+        rest(position, bar_end - position)
+    _beam(voice, beat)
+
+
+# Beams per note value in steps: eighth and triplet eighth 1, sixteenth and its triplet 2, 32nd triplet 3.
+_BEAMS = {9: 1, 6: 1, 4: 1, 3: 2, 2: 2, 1: 3}
+
+
+def _beam(voice, beat: int) -> None:
+    """Beam the notes shorter than a quarter within each beat, as a copyist would (music21's
+    makeBeams does the same but looks up its context for every note: most of the export time)."""
+    runs: list[list[tuple[object, int]]] = []
+    current_beat = None
+    for element in voice.notesAndRests:
+        steps = int(round(float(element.quarterLength) * STEPS_PER_QUARTER))
+        at = int(round(float(element.offset) * STEPS_PER_QUARTER))
+        if element.isRest or steps not in _BEAMS:
+            current_beat = None  # a rest or a longer note breaks the beam
+            continue
+        if at // beat != current_beat:
+            runs.append([])
+            current_beat = at // beat
+        runs[-1].append((element, _BEAMS[steps]))
+    for run in runs:
+        if len(run) > 1:
+            _beam_run(run)
+
+
+def _beam_run(run: list[tuple[object, int]]) -> None:
+    import music21
+
+    for k, (element, count) in enumerate(run):
+        beams = music21.beam.Beams()
+        for level in range(1, count + 1):
+            before = k > 0 and run[k - 1][1] >= level
+            after = k + 1 < len(run) and run[k + 1][1] >= level
+            if before or after:
+                kind, direction = ("continue" if after else "stop") if before else "start", None
+            else:
+                kind, direction = "partial", "left" if k else "right"
+            beams.append(music21.beam.Beam(type=kind, direction=direction, number=level))
+        element.beams = beams
+
+
+def beat_steps(time_signature: str) -> int:
+    """Steps in one beat, the span a beam may cover: a dotted quarter in compound metres."""
+    numerator, denominator = (int(x) for x in time_signature.split("/"))
+    if denominator == 8 and numerator % 3 == 0:
+        return 18
+    return 4 * STEPS_PER_QUARTER // denominator if denominator <= 4 else STEPS_PER_QUARTER
+
+
+def musicxml_bytes(score) -> bytes:
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    # makeNotation=False: measures, ties and note values are already laid out here
+    exporter = GeneralObjectExporter(score)
+    exporter.makeNotation = False
+    return exporter.parse()
+
+
+def write_musicxml(
+    notes: Sequence[Note],
+    path: Path,
+    key: str | None = None,
+    time_signature: str = "4/4",
+    bpm: float = 120.0,
+    primer_end: float | None = None,
+    title: str = "",
+) -> Path:
+    """Write a piece as MusicXML (two staves, voices, key, metre, tempo, ties), atomically.
+
+    ``key`` is a name such as "G major" (``corpus.estimate_key(notes)`` when None);
+    primer notes, those starting before ``primer_end`` quarters, are coloured grey.
+    """
+    if key is None:
+        from composer.corpus import estimate_key
+
+        key = estimate_key(list(notes))
+    score = build_score(notes, key, time_signature, bpm, primer_end, title or Path(path).stem)
+    data = musicxml_bytes(score)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def excerpt_window(primer_end: float, time_signature: str = "4/4", bars_after: int = 4) -> tuple[float, float]:
+    """(start, end) in quarters of the excerpt a page shows: the bar holding the primer's last
+    note and ``bars_after`` bars after the primer."""
+    bar = bar_steps(time_signature) / STEPS_PER_QUARTER
+    last_bar = max(0.0, (np.ceil(primer_end / bar - _EPS) - 1) * bar)
+    return float(last_bar), float(primer_end + bars_after * bar)
+
+
+def excerpt_notes(notes: Sequence[Note], start: float, end: float) -> list[Note]:
+    """The notes sounding in [start, end), cut to it and moved to start at 0."""
+    return [
+        Note(n.pitch, max(n.start, start) - start, min(n.start + n.duration, end) - max(n.start, start), n.velocity)
+        for n in notes
+        if _overlaps(n, start, end)
+    ]
+
+
+def render_excerpt_svg(
+    notes: Sequence[Note],
+    path: Path,
+    start_quarter: float,
+    end_quarter: float,
+    primer_end: float | None = None,
+    key: str | None = None,
+    time_signature: str = "4/4",
+    bpm: float = 120.0,
+    width: int = 1400,
+    scale: int = 35,
+) -> Path:
+    """Engrave the notes in [start_quarter, end_quarter) as a standalone SVG, atomically.
+
+    Voices and staves are chosen on the whole piece, so the excerpt reads as the full score
+    does; primer notes (onset before ``primer_end``, in the piece's quarters) are grey. The key
+    is estimated from the whole piece when None. ``start_quarter`` should fall on a barline
+    (``excerpt_window`` gives one) so that bars are counted from there.
+    """
+    import verovio
+
+    if key is None:
+        from composer.corpus import estimate_key
+
+        key = estimate_key(list(notes))
+    whole = assign_voices(notes)  # voices of the whole piece: the excerpt reads as the full score does
+    kept = [(n, v) for n, v in zip(notes, whole.of_note) if _overlaps(n, start_quarter, end_quarter)]
+    cut = excerpt_notes([n for n, _ in kept], start_quarter, end_quarter)
+    voices = Voices(whole.texture, whole.names, whole.staff_of_voice, tuple(v for _, v in kept))
+    primer = None if primer_end is None else primer_end - start_quarter
+    bar = bar_steps(time_signature) / STEPS_PER_QUARTER
+    first_bar = int(np.floor(start_quarter / bar + _EPS)) + 1
+    score = build_score(cut, key, time_signature, bpm, primer, voices=voices, first_bar=first_bar, part_name="")
+    toolkit = verovio.toolkit()
+    toolkit.setOptions(
+        {
+            "pageWidth": width,
+            "scale": scale,
+            "adjustPageHeight": True,
+            "breaks": "none",  # one system: the excerpt reads left to right like the piano roll
+            "header": "none",
+            "footer": "none",
+            "svgViewBox": True,  # scales with the page's CSS
+        }
+    )
+    if not toolkit.loadData(musicxml_bytes(score).decode("utf-8")):
+        raise RuntimeError("verovio could not read the excerpt's MusicXML")
+    svg = toolkit.renderToSVG(1)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(svg)
+    return Path(path)
+
+
+def _overlaps(note: Note, start: float, end: float) -> bool:
+    return min(note.start + note.duration, end) - max(note.start, start) > _EPS
