@@ -139,39 +139,42 @@ def parse_epochs(text: str) -> tuple[int, ...]:
 @app.command()
 @user_errors
 def train(
-    data: Path = typer.Argument(..., help="a tokenized corpus directory, or a folder of music files"),
+    data: Optional[Path] = typer.Argument(None, help="a tokenized corpus directory, or a folder of music files (with --resume: optional)"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory"),
     epochs: int = typer.Option(150, "--epochs", help="train up to this epoch"),
     save_at: str = typer.Option("100,150", "--save-at", help="epochs whose checkpoints are kept, e.g. 100,150"),
     save_every: int = typer.Option(0, "--save-every", help="also keep every N-th epoch (0: off)"),
-    preset: str = typer.Option("small", "--preset", help="small (2 x 256) or full (3 x 512)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="small (2 x 256, the CPU recipe; default) or full (3 x 512, for GPUs)"),
     units: Optional[int] = typer.Option(None, "--units", help="LSTM units per layer (overrides the preset)"),
     layers: Optional[int] = typer.Option(None, "--layers", help="stacked LSTM layers (overrides the preset)"),
     embedding: Optional[int] = typer.Option(None, "--embedding", help="embedding size (overrides the preset)"),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="dropout between layers"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="dropout between layers (overrides the preset)"),
     window: Optional[int] = typer.Option(None, "--window", help="tokens per training window (overrides the preset)"),
     batch: Optional[int] = typer.Option(None, "--batch", help="windows per batch (overrides the preset)"),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="peak Adam learning rate (overrides the preset)"),
     warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", help="epochs of linear warm-up (overrides the preset)"),
     decay: Optional[str] = typer.Option(None, "--decay", help="cosine (down to 5 % at the last epoch) or constant (overrides the preset)"),
-    transpose: int = typer.Option(5, "--transpose", help="random transposition range in semitones (0: off)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run from its last completed epoch"),
-    seed: int = typer.Option(0, "--seed", help="fixes data order, augmentation and initialization"),
+    transpose: Optional[int] = typer.Option(None, "--transpose", help="random transposition range in semitones (default 5; 0: off)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run from its last completed epoch, with its own settings"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="fixes data order, augmentation and initialization (default 0)"),
     strategy: str = typer.Option("default", "--strategy", help="default, mirrored (all local GPUs) or multiworker (TF_CONFIG)"),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on GPUs"),
 ) -> None:
     """Train the stacked LSTM, keeping checkpoints at the epochs you name."""
     from composer.train import TrainConfig, train_run
 
+    recipe = {"window": window, "batch": batch, "learning_rate": learning_rate, "warmup_epochs": warmup_epochs,
+              "decay": decay, "transpose": transpose, "seed": seed}
+    model = {"units": units, "layers": layers, "embedding": embedding, "dropout": dropout}
+    given = {k: v for k, v in {**recipe, **model, "preset": preset}.items() if v is not None}
+    if mixed_precision:
+        given["mixed_precision"] = True
     config = TrainConfig.preset(
-        preset, epochs=epochs, save_at=parse_epochs(save_at), save_every=save_every, window=window, batch=batch,
-        learning_rate=learning_rate, warmup_epochs=warmup_epochs, decay=decay, transpose=transpose, seed=seed,
-        strategy=strategy,
+        preset or "small", epochs=epochs, save_at=parse_epochs(save_at), save_every=save_every, strategy=strategy, **recipe
     )
-    overrides = {"units": units, "layers": layers, "embedding": embedding, "dropout": dropout}
     bar, update = progress_bar("epoch")
     with bar:
-        summary = train_run(data, out, config, preset, overrides, resume, mixed_precision, typer.echo, update)
+        summary = train_run(data, out, config, preset or "small", model, resume, mixed_precision, typer.echo, update, given)
     print_train_summary(summary)
     if summary.interrupted:
         raise typer.Exit(130)
@@ -222,13 +225,14 @@ def baseline(
 @app.command()
 @user_errors
 def info(run: Path = typer.Argument(..., help="run directory")) -> None:
-    """List a run's checkpoints with their epochs, validation bits per note and sizes."""
+    """List a run's checkpoints with their epochs, validation bits per note and sizes; check each file."""
+    from composer.model import checkpoint_problem
     from composer.runs import Run
 
     r = Run(run)
     config = r.config()
     history = {row["epoch"]: row for row in r.history()}
-    model = config["model"]
+    model = config.model
     typer.echo(
         f"{run}: {model['layers']} x {model['units']} LSTM, vocabulary {model['vocab_size']}, "
         f"{len(history)} epochs trained"
@@ -237,9 +241,16 @@ def info(run: Path = typer.Argument(..., help="run directory")) -> None:
     if r.last.exists():
         checkpoints.append((f"last (epoch {r.last_epoch()})", r.last_epoch(), r.last))
     typer.echo(f"{'checkpoint':<20} {'val bits/note':>14} {'size':>10}  path")
+    expected = config.model_config()
+    damaged = 0
     for label, epoch, path in checkpoints:
         bits = history.get(epoch, {}).get("val_bits_per_note", float("nan"))
-        typer.echo(f"{label:<20} {bits:>14.3f} {path.stat().st_size / 1e6:>8.2f} MB  {path}")
+        problem = checkpoint_problem(path, expected)
+        damaged += problem is not None
+        note = f"  DAMAGED: {problem}" if problem else ""
+        typer.echo(f"{label:<20} {bits:>14.3f} {path.stat().st_size / 1e6:>8.2f} MB  {path}{note}")
+    if damaged:
+        raise ComposerError(f"{run}: {damaged} checkpoint file{'s' if damaged > 1 else ''} damaged or of another architecture (listed above)")
 
 
 @app.command()

@@ -112,15 +112,15 @@ def load_run_corpus(run: Run, config: dict, vocab: Vocabulary, report: Callable[
     """The run's tokenized corpus; rebuilt from its source files when only the run was copied."""
     from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
 
-    data = config["data"]
-    for candidate in (Path(data["corpus"]), run.corpus_dir):
+    data = config.data
+    for candidate in (Path(data.corpus), run.corpus_dir):
         if (candidate / "corpus.json").exists():
             corpus = TokenCorpus.load(candidate)
             break
     else:
-        source = Path(data.get("source", ""))
-        if not source.exists():
-            raise ComposerError(f"{run.root}: its corpus {data['corpus']} and source {source} are both missing")
+        source = Path(data.source)
+        if not data.source or not source.exists():
+            raise ComposerError(f"{run.root}: its corpus {data.corpus} and source {source} are both missing")
         report(f"re-tokenizing {source} into {run.corpus_dir}")
         tokenize_corpus([source], run.corpus_dir, vocab.config, cache_dir=default_cache_dir())
         corpus = TokenCorpus.load(run.corpus_dir)
@@ -307,7 +307,7 @@ def compare(
 ) -> CompareResult:
     run = Run(run_dir)
     config = run.config()
-    vocab = Vocabulary.from_dict(config["vocabulary"])
+    vocab = config.vocab()
     sample_settings = SampleSettings(settings.temperature, settings.top_k, settings.top_p, settings.seed, max_voices=settings.max_voices)
     check_settings(sample_settings)
     if settings.num < 1 or settings.samples < 1:
@@ -356,13 +356,13 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
     # several times, by different generators
     chosen = [openings[i % len(openings)] for i in range(count)]
     shown = chosen[: min(settings.num, len(openings))]
-    ceiling = int(config["data"].get("max_voices") or corpus_voice_ceiling(corpus))
+    ceiling = int(config.data.max_voices or corpus_voice_ceiling(corpus))
     written: list[Path] = []
     synthesizers: set[str] = set()
     cells: dict[tuple[str, str], Cell] = {}
     index = TrainingIndex(corpus.split("train"))
     ranges = voice_ranges([decode_tokens(t, vocab) for t in corpus.split("train")[:80]])
-    validation_notes = int(config["data"].get("validation_notes") or sum(p.notes for p in corpus.records("validation")))
+    validation_notes = int(config.data.validation_notes or sum(p.notes for p in corpus.records("validation")))
     numbers = [int(label.split("-")[1]) for label, _ in checkpoints]
     labels = [f"epoch {n}" for n in numbers]
     primer_notes = {o.name: decode_tokens(o.primer.tokens, vocab) for o in openings}
@@ -438,7 +438,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
     pitch_span = (min(pitches), max(pitches)) if pitches else None
     for (row, name), (notes, opening, end) in shown_notes.items():
         slug = f"{'real' if row == REAL else row.replace(' ', '-')}_{name}"
-        bpm = opening.primer.bpm or float(config["data"].get("median_bpm", 120.0))
+        bpm = opening.primer.bpm or float(config.data.median_bpm)
         signature = opening.primer.time_signature or "4/4"
         midi = write_midi(notes, directory / f"{slug}.mid", bpm, 0, signature, end)
         rendering = render_wav(midi, directory / f"{slug}.wav", settings.soundfont)
@@ -449,7 +449,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         written.extend([midi, rendering.path, image, score])
         cells[(row, name)] = Cell(audio=rendering.path.name, image=image.name, midi=midi.name, score=score.name)
 
-    baseline = (config.get("baseline") or {}).get("bits_per_note")
+    baseline = (config.baseline or {}).get("bits_per_note")
     plots = [
         ("validation bits per note by epoch; dashed: compared epochs", curves_png(run.history(), numbers, directory / "curves.png", baseline)),
         ("pitch classes: generated against real", pitch_class_png(histograms, directory / "pitch_classes.png")),

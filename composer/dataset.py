@@ -58,6 +58,13 @@ class TokenCorpus:
     def split(self, name: str) -> list[np.ndarray]:
         return [t for t, p in zip(self.tokens, self.pieces) if p.split == name]
 
+    def content_hash(self) -> str:
+        """What the corpus holds: the pieces (by file content), their split and the vocabulary."""
+        import hashlib
+
+        text = json.dumps([sorted((p.hash, p.split, p.tokens) for p in self.pieces), self.vocab.to_dict()], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def records(self, name: str) -> list[PieceRecord]:
         return [p for p in self.pieces if p.split == name]
 

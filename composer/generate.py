@@ -308,16 +308,16 @@ class Sampler:
     vocab: Vocabulary
     stepper: object  # model.LSTMStepper
     model: object  # the Keras model the stepper was made from (for likelihoods)
-    config: dict  # run.json
+    config: object  # runs.RunConfig
     max_voices: int  # the run's voice ceiling (0: none recorded)
 
     @property
     def median_bpm(self) -> float:
-        return float(self.config["data"].get("median_bpm", 120.0))
+        return float(self.config.data.median_bpm)
 
     @property
     def time_signature(self) -> str:
-        return self.config["data"].get("time_signature", "4/4")
+        return self.config.data.time_signature
 
 
 def load_sampler(run, epoch: str) -> Sampler:
@@ -325,19 +325,19 @@ def load_sampler(run, epoch: str) -> Sampler:
     from composer.model import LSTMStepper, load_checkpoint
 
     config = run.config()
-    vocab = Vocabulary.from_dict(config["vocabulary"])
+    vocab = config.vocab()
     label, checkpoint = run.resolve(epoch)
-    model = load_checkpoint(checkpoint, len(vocab))
+    model = load_checkpoint(checkpoint, len(vocab), config.model_config())
     return Sampler(label, vocab, LSTMStepper(model), model, config, run_voice_ceiling(run, config))
 
 
-def run_voice_ceiling(run, config: dict) -> int:
+def run_voice_ceiling(run, config) -> int:
     """The voice ceiling recorded in run.json; for runs made before it was, the corpus's (0: unknown)."""
     from composer.dataset import TokenCorpus, corpus_voice_ceiling
 
-    if config["data"].get("max_voices"):
-        return int(config["data"]["max_voices"])
-    for folder in (Path(config["data"].get("corpus", "")), run.corpus_dir):
+    if config.data.max_voices:
+        return int(config.data.max_voices)
+    for folder in (Path(config.data.corpus), run.corpus_dir):
         if (folder / "corpus.json").exists():
             return corpus_voice_ceiling(TokenCorpus.load(folder))
     return 0
@@ -427,7 +427,7 @@ def generate(
             raise ComposerError(f"{name} {value:g}: must be positive")
     check_settings(settings)
     run = Run(run_dir)
-    vocab = Vocabulary.from_dict(run.config()["vocabulary"])
+    vocab = run.config().vocab()
     if settings.tokens is not None and settings.tokens < note_length(vocab):
         raise ComposerError(
             f"--tokens {settings.tokens}: at least {note_length(vocab)} tokens are needed to end on a complete note"

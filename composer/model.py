@@ -69,15 +69,54 @@ def cudnn_compatible(layer) -> bool:
     )
 
 
-def load_checkpoint(path: Path, vocab_size: int | None = None, compile: bool = False):
+def checkpoint_problem(path: Path, expected: ModelConfig | None = None) -> str | None:
+    """Why a .keras file is not a checkpoint of this architecture, read from the archive alone
+    (no TensorFlow): damaged or truncated, or layers other than run.json describes. None if fine."""
+    import json
+    import zipfile
+
+    if not path.is_file():
+        return "no such checkpoint"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            if damaged is not None:
+                return f"damaged archive ({damaged} fails its checksum)"
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        return f"not a loadable checkpoint ({str(error).splitlines()[0][:120] if str(error) else type(error).__name__})"
+    if expected is None:
+        return None
+    layers = {layer.get("config", {}).get("name"): layer for layer in config.get("config", {}).get("layers", [])}
+    wanted = {"embedding": ("Embedding", "output_dim", expected.embedding), "logits": ("Dense", "units", expected.vocab_size)}
+    wanted.update({f"lstm_{i}": ("LSTM", "units", expected.units) for i in range(expected.layers)})
+    for name, (kind, key, size) in wanted.items():
+        layer = layers.get(name)
+        if layer is None:
+            return f"has no layer {name!r}; run.json describes {expected.layers} x {expected.units} LSTM layers"
+        if layer.get("class_name") != kind:
+            return f"layer {name!r} is a {layer.get('class_name')}, not an {kind}"
+        if layer["config"].get(key) != size:
+            return f"layer {name!r} has {key} {layer['config'].get(key)} but run.json says {size}"
+    extra = sorted(n for n in layers if n and n.startswith("lstm_") and n not in wanted)
+    if extra:
+        return f"has more LSTM layers ({', '.join(extra)}) than the {expected.layers} run.json describes"
+    return None
+
+
+def load_checkpoint(path: Path, vocab_size: int | None = None, expected: ModelConfig | None = None, compile: bool = False):
     """Load a .keras checkpoint in safe mode (it can run no code); errors are one line.
 
+    With ``expected`` (run.json's model), a checkpoint of another architecture is refused.
     ``compile=True`` restores the optimizer and its state too (for resuming).
     """
     import keras
 
     if not path.exists():
         raise ComposerError(f"{path}: no such checkpoint")
+    problem = checkpoint_problem(path, expected)
+    if problem:
+        raise ComposerError(f"{path}: {problem}")
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:

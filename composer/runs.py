@@ -5,8 +5,10 @@
     RUN/baseline.json                 the n-gram yardstick on the run's corpus
     RUN/corpus/                       the tokenized corpus, when training started from MIDI files
     RUN/checkpoints/epoch-0100.keras  kept epochs
-    RUN/checkpoints/last.keras        the last completed epoch, with optimizer state
-    RUN/checkpoints/last.json         which epoch last.keras holds
+    RUN/checkpoints/last.keras        the last completed epoch, with optimizer state; the epoch is
+                                      recorded inside the archive (composer.json), atomically with it
+    RUN/checkpoints/last.json         which epoch last.keras holds, for people and older runs
+    RUN/.lock                         held by the process training into the run
     RUN/logs/                         TensorBoard
     RUN/samples/epoch-0100/           generated MIDI
     RUN/compare/<stamp>/              comparison pages (one folder each)
@@ -17,12 +19,67 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from composer import ComposerError
 
 HISTORY_FIELDS = ["epoch", "loss", "val_loss", "val_bits_per_note", "seconds"]
+EPOCH_ENTRY = "composer.json"  # inside a .keras archive: the epoch its weights hold
+
+
+@dataclass
+class RunData:
+    """What a run was trained on; defaults are what runs made before a field existed imply."""
+
+    source: str = ""
+    corpus: str = ""
+    corpus_hash: str = ""  # dataset.TokenCorpus.content_hash: resume refuses another corpus
+    train_pieces: int = 0
+    validation_pieces: int = 0
+    train_tokens: int = 0
+    validation_notes: int = 0
+    median_bpm: float = 120.0
+    time_signature: str = "4/4"
+    max_voices: int = 0  # the corpus's voice ceiling (0: not recorded)
+
+
+@dataclass
+class RunConfig:
+    """run.json: everything needed to load any checkpoint alone and to resume. Written and read
+    only through this class (model and train hold ModelConfig and TrainConfig fields)."""
+
+    model: dict
+    vocabulary: dict
+    train: dict
+    data: RunData = field(default_factory=RunData)
+    baseline: dict | None = None
+    preset: str = ""  # "" in runs made before presets carried a recipe
+
+    @staticmethod
+    def from_dict(values: dict) -> "RunConfig":
+        known = {f.name for f in fields(RunData)}
+        data = RunData(**{k: v for k, v in (values.get("data") or {}).items() if k in known})
+        return RunConfig(values["model"], values["vocabulary"], values["train"], data, values.get("baseline"), values.get("preset", ""))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    def vocab(self):
+        from composer.tokens import Vocabulary
+
+        return Vocabulary.from_dict(self.vocabulary)
+
+    def model_config(self):
+        from composer.model import ModelConfig
+
+        return ModelConfig(**self.model)
+
+    def train_config(self):
+        from composer.train import TrainConfig
+
+        return TrainConfig.from_dict(self.train)
 
 
 @dataclass(frozen=True)
@@ -78,12 +135,14 @@ class Run:
 
     # ---- reading --------------------------------------------------------------------
 
-    def config(self) -> dict:
+    def config(self) -> RunConfig:
+        if self.root.exists() and not self.root.is_dir():
+            raise ComposerError(f"{self.root}: is a file, not a run directory")
         if not self.config_path.exists():
             raise ComposerError(f"{self.root}: not a training run (no run.json)")
         try:
-            return json.loads(self.config_path.read_text())
-        except ValueError as error:
+            return RunConfig.from_dict(json.loads(self.config_path.read_text()))
+        except (ValueError, KeyError, TypeError) as error:
             raise ComposerError(f"{self.config_path}: damaged ({error})") from None
 
     def saved_epochs(self) -> dict[int, Path]:
@@ -95,6 +154,11 @@ class Run:
         return found
 
     def last_epoch(self) -> int:
+        """The epoch last.keras holds: recorded inside the archive (written with the weights),
+        else, for runs made before, in last.json."""
+        recorded = checkpoint_epoch(self.last)
+        if recorded is not None:
+            return recorded
         if not self.last_state.exists():
             return 0
         return int(json.loads(self.last_state.read_text())["epoch"])
@@ -125,3 +189,12 @@ class Run:
             return []
         with open(self.history_path, newline="") as f:
             return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch recorded inside a .keras archive, if any."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return int(json.loads(archive.read(EPOCH_ENTRY))["epoch"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None

@@ -10,6 +10,7 @@ kill loses at most the epoch that was running.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -233,8 +234,8 @@ def fit(
         result = EpochResult(epoch, loss, val_loss, val_bits, seconds)
         append_history(run, result)
         if config.keeps(epoch):
-            result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False)
-        save_model(model, run.last, include_optimizer=True)
+            result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False, epoch=epoch)
+        save_model(model, run.last, include_optimizer=True, epoch=epoch)
         write_text(run.last_state, json.dumps({"epoch": epoch}))
         results.append(result)
         on_epoch(result)
@@ -270,9 +271,17 @@ class _BatchProgress:
         return Progress()
 
 
-def save_model(model, path: Path, include_optimizer: bool) -> Path:
-    """Save atomically; kept epochs leave the optimizer out (a third of the size)."""
+def save_model(model, path: Path, include_optimizer: bool, epoch: int | None = None) -> Path:
+    """Save atomically; kept epochs leave the optimizer out (a third of the size).
+
+    ``epoch`` is written into the archive before it is renamed into place, so the weights and
+    the epoch they hold can never disagree, whenever the process is killed.
+    """
+    import zipfile
+
     import keras
+
+    from composer.runs import EPOCH_ENTRY
 
     with atomic_path(path) as tmp:
         if include_optimizer:
@@ -282,6 +291,9 @@ def save_model(model, path: Path, include_optimizer: bool) -> Path:
             copy = keras.Model.from_config(model.get_config())
             copy.set_weights(model.get_weights())
             copy.save(tmp)
+        if epoch is not None:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(EPOCH_ENTRY, json.dumps({"epoch": epoch}))
     return path
 
 
@@ -300,20 +312,20 @@ def append_history(run: Run, result: EpochResult) -> None:
 # ---- a run ---------------------------------------------------------------------------------
 
 
-def load_corpus(data: Path, run: Run, report: Callable[[str], None]):
-    """DATA is a tokenized corpus, or music files tokenized (with the cache) into RUN/corpus."""
+def load_corpus(data: Path, into: Path, report: Callable[[str], None]):
+    """DATA is a tokenized corpus, or music files tokenized (with the cache) into ``into``."""
     from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
 
     if (data / "corpus.json").exists():
         return TokenCorpus.load(data), data
     if not data.exists():
         raise ComposerError(f"{data}: no such file or folder")
-    summary = tokenize_corpus([data], run.corpus_dir, cache_dir=default_cache_dir())
+    summary = tokenize_corpus([data], into, cache_dir=default_cache_dir())
     report(
         f"tokenized {summary.pieces} pieces from {data} ({summary.tokens:,} tokens, "
-        f"{len(summary.skipped)} files skipped, {summary.cache_hits} from cache) into {run.corpus_dir}"
+        f"{len(summary.skipped)} files skipped, {summary.cache_hits} from cache) into {into}"
     )
-    return TokenCorpus.load(run.corpus_dir), run.corpus_dir
+    return TokenCorpus.load(into), into
 
 
 def distribution_strategy(name: str):
@@ -328,8 +340,13 @@ def distribution_strategy(name: str):
     return tf.distribute.get_strategy()  # names were checked by train_run
 
 
+# Settings a resume takes from run.json; given again on the command line they must agree.
+RESUMED_TRAIN = ("window", "batch", "learning_rate", "warmup_epochs", "decay", "transpose", "seed", "clip_norm")
+RESUMED_MODEL = ("units", "layers", "embedding", "dropout", "mixed_precision")
+
+
 def train_run(
-    data: Path,
+    data: Path | None,
     run_dir: Path,
     config: TrainConfig,
     preset: str = "small",
@@ -338,28 +355,56 @@ def train_run(
     mixed_precision: bool = False,
     report: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
+    given: dict | None = None,
 ) -> TrainSummary:
-    from composer.baseline import baseline_scores, best_baseline
-    from composer.dataset import corpus_voice_ceiling
+    """Train a new run, or (``resume``) continue one with every setting from its run.json.
+
+    ``given`` holds the settings the user named explicitly (option name -> value): on resume,
+    any that differs from the run's is refused in one line, as is another corpus.
+    """
+    from composer.storage import FolderLock
 
     if config.strategy not in STRATEGIES:
         raise ComposerError(f"unknown strategy {config.strategy!r} (choose {', '.join(STRATEGIES)})")
     if config.decay not in DECAYS:
         raise ComposerError(f"unknown decay {config.decay!r} (choose {', '.join(DECAYS)})")
+    if data is None and not resume:
+        raise ComposerError("give the music or tokenized corpus to train on (DATA), or --resume an existing run")
+    with FolderLock(run_dir, "training"):
+        try:
+            return _train_run(data, run_dir, config, preset, model_overrides or {}, resume, mixed_precision, report, progress, given or {})
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            run = Run(run_dir)
+            raise ComposerError(
+                f"{run_dir}: disk full ({error.filename or 'while writing'}); nothing was half-written, epoch "
+                f"{run.last_epoch()} is complete; free some space and continue with "
+                f"`composer train --out {run_dir} --resume --epochs {config.epochs}`"
+            ) from None
+
+
+def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_precision, report, progress, given) -> TrainSummary:
+    from composer.baseline import baseline_scores, best_baseline
+    from composer.dataset import corpus_voice_ceiling
+    from composer.runs import RunConfig, RunData
+    from composer.storage import remove_leftovers
+
     run = Run(run_dir)
     summary = TrainSummary(run=run_dir)
-    previous = run.config() if resume else None
     if not resume and run.last.exists():
         raise ComposerError(f"{run_dir} already holds a run; add --resume to continue it or choose another --out")
     if resume and not run.last.exists():
         raise ComposerError(f"{run_dir}: nothing to resume (no checkpoints/last.keras)")
-    corpus, corpus_dir = load_corpus(data, run, report)
+    previous = run.config() if resume else None
+    if resume:
+        remove_leftovers(run.checkpoints)
+        remove_leftovers(run.root)
+        corpus, corpus_dir = resumed_corpus(data, run, previous, report)
+        refuse_changes(previous, given, preset)
+    else:
+        corpus, corpus_dir = load_corpus(data, run.corpus_dir, report)
     vocab = corpus.vocab
-    if previous is not None and _run_vocabulary(previous, run) != vocab:
-        raise ComposerError(
-            f"{corpus_dir}: its vocabulary ({len(vocab)} tokens) differs from the run's "
-            f"({previous['vocabulary']['size']} tokens); tokenize with the run's settings"
-        )
     train, validation = corpus.split("train"), corpus.split("validation")
     validation_notes = sum(p.notes for p in corpus.records("validation"))
     if not train:
@@ -378,22 +423,21 @@ def train_run(
     import keras
 
     if previous is not None:
-        model_config = ModelConfig(**previous["model"])
+        model_config = previous.model_config()
         done = run.last_epoch()
-        kept = {k: getattr(config, k) for k in ("epochs", "save_at", "save_every", "strategy")}
-        config = TrainConfig.from_dict(previous["train"])
-        config.save_at, config.save_every, config.strategy = kept["save_at"], kept["save_every"], kept["strategy"]
-        config = config.extended_to(kept["epochs"], done) if kept["epochs"] > done else replace(config, epochs=kept["epochs"])
+        session = {k: getattr(config, k) for k in ("epochs", "save_at", "save_every", "strategy")}
+        config = previous.train_config()
+        config.save_at, config.save_every, config.strategy = session["save_at"], session["save_every"], session["strategy"]
+        config = config.extended_to(session["epochs"], done) if session["epochs"] > done else replace(config, epochs=session["epochs"])
+        preset = previous.preset
     else:
-        model_config = ModelConfig.preset(
-            preset, len(vocab), mixed_precision=mixed_precision, **(model_overrides or {})
-        )
+        model_config = ModelConfig.preset(preset, len(vocab), mixed_precision=mixed_precision, **model_overrides)
     if model_config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
     with distribution_strategy(config.strategy).scope():
         if previous is not None:
-            model = load_checkpoint(run.last, len(vocab), compile=True)
+            model = load_checkpoint(run.last, len(vocab), model_config, compile=True)
             first_epoch = run.last_epoch() + 1
         else:
             model = build_model(model_config)
@@ -403,24 +447,26 @@ def train_run(
         report(f"{run_dir} has already trained {first_epoch - 1} epochs; raise --epochs to continue")
         return summary
 
-    run_config = {
-        "model": model_config.to_dict(),
-        "vocabulary": vocab.to_dict(),
-        "train": config.to_dict(),
-        "data": {
-            "source": str(data),
-            "corpus": str(corpus_dir),
-            "train_pieces": len(train),
-            "validation_pieces": len(validation),
-            "train_tokens": int(sum(len(p) for p in train)),
-            "validation_notes": validation_notes,
-            "median_bpm": float(np.median([p.tempo for p in corpus.pieces])),
-            "time_signature": _most_common([p.time_signature for p in corpus.pieces]),
-            "max_voices": corpus_voice_ceiling(corpus),
-        },
-        "baseline": baseline["best"],
-    }
-    summary.written.append(write_text(run.config_path, json.dumps(run_config, indent=1)))
+    run_config = RunConfig(
+        model=model_config.to_dict(),
+        vocabulary=vocab.to_dict(),
+        train=config.to_dict(),
+        data=RunData(
+            source=str(data) if data is not None else previous.data.source,
+            corpus=str(corpus_dir),
+            corpus_hash=corpus.content_hash(),
+            train_pieces=len(train),
+            validation_pieces=len(validation),
+            train_tokens=int(sum(len(p) for p in train)),
+            validation_notes=validation_notes,
+            median_bpm=float(np.median([p.tempo for p in corpus.pieces])),
+            time_signature=_most_common([p.time_signature for p in corpus.pieces]),
+            max_voices=corpus_voice_ceiling(corpus),
+        ),
+        baseline=baseline["best"],
+        preset=preset,
+    )
+    summary.written.append(write_text(run.config_path, run_config.to_json()))
 
     pitch_tokens = (vocab.pitch_offset, len(vocab.pitches))
     best = summary.baseline_bits
@@ -442,16 +488,82 @@ def train_run(
         done = run.last_epoch()
         report(
             f"interrupted: epoch {done} is the last completed one, saved in {run.last}; continue with "
-            f"`composer train {data} --out {run_dir} --epochs {config.epochs} --save-at {','.join(map(str, config.save_at))}"
+            f"`composer train --out {run_dir} --epochs {config.epochs} --save-at {','.join(map(str, config.save_at))}"
             + (f" --save-every {config.save_every}" if config.save_every else "") + " --resume`"
         )
     summary.written += [run.history_path, run.last] + [r.saved for r in summary.epochs if r.saved]
     return summary
 
 
-def _run_vocabulary(config: dict, run: Run) -> Vocabulary:
+def resumed_corpus(data: Path | None, run: Run, previous, report: Callable[[str], None]):
+    """The corpus a resumed run trains on: the one run.json names, or DATA if it is the same
+    content; another corpus is refused before anything in the run is touched."""
+    import tempfile
+
+    from composer.dataset import TokenCorpus
+
+    if data is None:
+        recorded = Path(previous.data.corpus)
+        for folder in (recorded, run.corpus_dir):
+            if (folder / "corpus.json").exists():
+                corpus, corpus_dir = TokenCorpus.load(folder), folder
+                break
+        else:
+            source = Path(previous.data.source)
+            if not previous.data.source or not source.exists():
+                raise ComposerError(f"{run.root}: its corpus {recorded} and source {source} are both missing; give DATA")
+            corpus, corpus_dir = load_corpus(source, run.corpus_dir, report)
+    else:
+        with tempfile.TemporaryDirectory(prefix="composer-resume-") as scratch:
+            corpus, corpus_dir = load_corpus(data, Path(scratch) / "corpus", report)
+            if corpus_dir != data:  # music files: tokenized aside, so the run's corpus/ stays as it was
+                corpus_dir = Path(previous.data.corpus)
+    if _run_vocabulary(previous, run) != corpus.vocab:
+        raise ComposerError(
+            f"{data or corpus_dir}: its vocabulary ({len(corpus.vocab)} tokens) differs from the run's "
+            f"({previous.vocabulary['size']} tokens); tokenize with the run's settings"
+        )
+    recorded_hash = previous.data.corpus_hash
+    if recorded_hash and corpus.content_hash() != recorded_hash:
+        raise ComposerError(
+            f"{data or corpus_dir}: not the corpus this run was trained on (content hash {corpus.content_hash()[:12]} "
+            f"vs {recorded_hash[:12]}); resume with the same corpus, or train a new run with another --out"
+        )
+    return corpus, corpus_dir
+
+
+def refuse_changes(previous, given: dict, preset: str | None) -> None:
+    """One line naming every explicitly given setting that differs from the run's."""
+    differences = []
+    for key in RESUMED_TRAIN:
+        if key in given and given[key] != previous.train.get(key, getattr(TrainConfig(), key)):
+            differences.append(f"--{key.replace('_', '-')} {given[key]} (run: {previous.train.get(key)})")
+    for key in RESUMED_MODEL:
+        if key in given and given[key] != previous.model.get(key):
+            differences.append(f"--{key.replace('_', '-')} {given[key]} (run: {previous.model.get(key)})")
+    if "preset" in given:
+        recorded = previous.preset or _matching_preset(previous.model)
+        if given["preset"] != recorded:
+            differences.append(f"--preset {given['preset']} (run: {recorded or 'custom sizes'})")
+    if differences:
+        raise ComposerError(
+            "--resume continues the run with its own settings; these differ: " + ", ".join(differences)
+            + " (leave them out, or train a new run with another --out)"
+        )
+
+
+def _matching_preset(model: dict) -> str:
+    from composer.model import PRESETS
+
+    for name, sizes in PRESETS.items():
+        if all(model.get(k) == v for k, v in sizes.items()):
+            return name
+    return ""
+
+
+def _run_vocabulary(config, run: Run) -> Vocabulary:
     try:
-        return Vocabulary.from_dict(config["vocabulary"])
+        return config.vocab()
     except (KeyError, TypeError, ValueError) as error:
         raise ComposerError(f"{run.config_path}: damaged vocabulary ({error})") from None
 

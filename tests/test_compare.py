@@ -5,24 +5,44 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
+from html import escape
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from composer import ComposerError
 from composer.cli import app
-from composer.compare import CompareSettings, compare
-from composer.dataset import tokenize_corpus
+from composer.compare import REAL, CompareSettings, compare, validation_openings
+from composer.dataset import TokenCorpus, tokenize_corpus
+from composer.generate import bar_quarters
+from composer.report import format_value
 from composer.runs import Run
 from composer.tokens import Vocabulary, encode_notes
 from composer.train import TrainConfig, train_run
-from test_report import ALL_MEDIA_READY, MEDIA_STATE, chromium_driver, require_chromium
+from test_report import ALL_MEDIA_READY, MEDIA_STATE, check_media, check_the_view_toggle, chromium_driver, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 CHORALES = ROOT / "midi_data" / "bach_chorales"
 REFERENCE = ROOT / "outputs" / "bach-small-reference"
+QUIET = lambda line: None  # noqa: E731
+
+
+def run_json(run_dir: Path) -> dict:
+    """run.json as written, read here without the code under test."""
+    return json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+
+
+def run_vocab(run_dir: Path) -> Vocabulary:
+    return Vocabulary.from_dict(run_json(run_dir)["vocabulary"])
+
+
+def tiny(**changes) -> CompareSettings:
+    """A page that takes seconds: 2 shown openings, 4 measured samples of 2 bars per checkpoint."""
+    return CompareSettings(**{"num": 2, "samples": 4, "bars": 2, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -37,31 +57,63 @@ def tiny_run(tmp_path_factory) -> Path:
     run = base / "run"
     config = TrainConfig(epochs=2, save_at=(1, 2), window=64, batch=8)
     overrides = {"units": 16, "embedding": 8}
-    train_run(base / "corpus", run, config, "small", overrides, report=lambda line: None)
+    train_run(base / "corpus", run, config, "small", overrides, report=QUIET)
     return run
+
+
+def cell_files(out: Path, suffix: str) -> list[Path]:
+    return sorted(p for p in out.glob(f"*{suffix}") if p.stem not in ("curves", "pitch_classes"))
+
+
+def no_building_folder(parent: Path) -> bool:
+    return not [p for p in parent.iterdir() if p.name.endswith(".building")]
 
 
 def test_compare_writes_every_artifact(tiny_run, tmp_path):
     out = tmp_path / "page"
-    result = compare(tiny_run, "1,2", CompareSettings(num=2, bars=2, seed=5), lambda line: None, out)
+    result = compare(tiny_run, "1,2", tiny(seed=5), QUIET, out)
     assert result.page == out / "index.html" and result.page.exists()
     assert result.epochs == ["epoch 1", "epoch 2"]
-    # two epochs plus the real continuation, two primers each: MIDI, WAV and piano roll per cell
-    for suffix in (".mid", ".wav", ".png"):
-        cells = [p for p in out.glob(f"*{suffix}") if p.stem not in ("curves", "pitch_classes")]
-        assert len(cells) == 3 * 2, suffix
-    saved = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert list(saved) == ["epoch 1", "epoch 2", "real continuation"]
+    assert no_building_folder(tmp_path) and sorted(p.name for p in tmp_path.iterdir()) == ["page"]
+    # two epochs plus the real continuation, two openings each: MIDI, WAV, piano roll and score per cell
+    for suffix in (".mid", ".wav", ".png", ".svg"):
+        assert len(cell_files(out, suffix)) == 3 * 2, suffix
+    for svg in cell_files(out, ".svg"):
+        assert svg.read_text(encoding="utf-8").lstrip().startswith(("<svg", "<?xml")), svg
+    assert set(result.written) == {p for p in out.iterdir()}, "written lists exactly the page's files"
+    comparison = result.comparison
+    assert comparison.checkpoints == ["epoch 1", "epoch 2"] and comparison.samples == 4
+    for m in comparison.measures:
+        assert list(m.values) == ["epoch 1", "epoch 2", REAL], m.key
+        assert m.closest in (None, "epoch 1", "epoch 2"), m.key
+        for mean, low, high in m.values.values():
+            assert not math.isfinite(mean) or low - 1e-9 <= mean <= high + 1e-9, m
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["headline"] == result.headline
+    assert saved["checkpoints"] == ["epoch 1", "epoch 2"]
+    assert [m["key"] for m in saved["measures"]] == [m.key for m in comparison.measures]
     for row in ("epoch 1", "epoch 2"):
-        assert math.isfinite(saved[row]["val_bits_per_note"]) and saved[row]["val_bits_per_note"] > 0
-        assert math.isfinite(saved[row]["train_bits_per_note"])
-        assert 0 <= saved[row]["overlap_mean"] <= 1
-    # a real continuation copies nothing it generated: its scale consistency is a real chorale's
-    assert saved["real continuation"]["scale_consistency"] > 0.8
+        assert math.isfinite(saved["bits"][row]["validation"]) and saved["bits"][row]["validation"] > 0
+        assert math.isfinite(saved["bits"][row]["training"])
     with open(out / "metrics.csv", newline="") as f:
         table = list(csv.reader(f))
-    assert table[0] == ["metric", "epoch 1", "epoch 2", "real continuation"]
-    assert {row[0] for row in table[1:]} >= {"val_bits_per_note", "mean_longest_copy", "overlap_mean"}
+    assert table[0][:2] == ["measure", "real (training excerpts)"] and table[0][-1] == "closest"
+    assert [row[0] for row in table[1 : 1 + len(comparison.measures)]] == [m.key for m in comparison.measures]
+    assert {row[-1] for row in table[1 : 1 + len(comparison.measures)]} <= {"epoch 1", "epoch 2", "no clear difference"}
+    html = result.page.read_text(encoding="utf-8")
+    assert f'<p id="headline">{escape(result.headline)}</p>' in html
+
+
+def test_page_bits_are_the_run_history(tiny_run, tmp_path):
+    """One source of truth: validation bits on the page are history.csv's, as `composer info` shows."""
+    result = compare(tiny_run, "1,2", tiny(), QUIET, tmp_path / "page")
+    history = {row["epoch"]: row["val_bits_per_note"] for row in Run(tiny_run).history()}
+    html = result.page.read_text(encoding="utf-8")
+    for epoch in (1, 2):
+        assert result.comparison.bits[f"epoch {epoch}"]["validation"] == history[epoch]
+        assert f'<th scope="row">epoch {epoch}</th><td>' in html
+        row = re.search(rf'<tr><th scope="row">epoch {epoch}</th>(.*?)</tr>', html).group(1)
+        assert re.findall(r"<td>(.*?)</td>", row)[1] == format_value(history[epoch])
 
 
 def test_every_epoch_continues_the_same_primer(tiny_run, tmp_path):
@@ -69,88 +121,230 @@ def test_every_epoch_continues_the_same_primer(tiny_run, tmp_path):
     from composer.corpus import read_piece
 
     out = tmp_path / "page"
-    compare(tiny_run, "1,2", CompareSettings(num=2, bars=2, seed=1, primer_bars=1), lambda line: None, out)
-    vocab = Vocabulary.from_dict(Run(tiny_run).config()["vocabulary"])
-    for real in sorted(out.glob("real_*.mid")):
+    compare(tiny_run, "1,2", tiny(seed=1, primer_bars=1), QUIET, out)
+    vocab = run_vocab(tiny_run)
+    reals = sorted(out.glob("real_*.mid"))
+    assert len(reals) == 2
+    for real in reals:
         column = real.stem.removeprefix("real_")
         opening = [n for n in read_piece(real).notes if n.start < 4]
         expected = encode_notes(opening, vocab)[:-1]
-        for epoch in ("epoch-0001", "epoch-0002"):
+        for epoch in ("epoch-1", "epoch-2"):
             sample = encode_notes(read_piece(out / f"{epoch}_{column}.mid").notes, vocab)
             assert np.array_equal(sample[: len(expected)], expected), (epoch, column)
 
 
+def asked_seconds(run_dir: Path, settings: CompareSettings) -> dict[str, float]:
+    """Per opening shown: the length its cells must play, primer and asked bars, at its own tempo."""
+    config = run_json(run_dir)
+    vocab = run_vocab(run_dir)
+    folder = next(f for f in (Path(config["data"]["corpus"]), Run(run_dir).corpus_dir) if (f / "corpus.json").exists())
+    openings = validation_openings(TokenCorpus.load(folder), settings, vocab)[: settings.num]
+    seconds = {}
+    for o in openings:
+        bar = bar_quarters(o.primer.time_signature or "4/4")
+        bpm = o.primer.bpm or float(config["data"].get("median_bpm", 120.0))
+        seconds[o.name] = (o.primer.end + settings.bars * bar) * 60.0 / bpm
+    return seconds
+
+
 def test_comparison_page_plays_in_headless_chromium(tiny_run, tmp_path):
+    """Every sample plays at least as long as asked; every score renders; the view toggle works."""
     require_chromium()
     from selenium.webdriver.support.ui import WebDriverWait
 
     out = tmp_path / "page & co"
-    result = compare(tiny_run, "1,2", CompareSettings(num=2, bars=2), lambda line: None, out)
+    settings = tiny()
+    result = compare(tiny_run, "1,2", settings, QUIET, out)
+    asked = asked_seconds(tiny_run, settings)
     driver = chromium_driver(tmp_path / "profile")
     try:
         driver.get(result.page.as_uri())
-        WebDriverWait(driver, 20, poll_frequency=0.1).until(lambda d: d.execute_script(ALL_MEDIA_READY))
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(lambda d: d.execute_script(ALL_MEDIA_READY))
         state = driver.execute_script(MEDIA_STATE)
+        check_the_view_toggle(driver, 3 * 2)
     finally:
         driver.quit()
-    assert len(state["audio"]) == 3 * 2
-    for audio in state["audio"]:
-        assert audio["error"] is None and audio["duration"] > 0, audio
-    assert len(state["images"]) == 3 * 2 + 2  # piano rolls plus the two plots
-    for image in state["images"]:
-        assert image["width"] > 0, image
+    check_media(state, audio=3 * 2, scores=3 * 2, other_images=3 * 2 + 2)  # rolls plus the two plots
+    assert state["columns"] == list(asked)
+    for player in state["audio"]:
+        column = state["columns"][player["column"] - 1]
+        assert player["duration"] >= asked[column] - 0.05, (player, asked[column])
     assert state["epochs"] == 2
 
 
-def test_compare_cli_prints_table_and_page(tiny_run, tmp_path):
-    result = CliRunner().invoke(app, ["compare", str(tiny_run), "--epochs", "all", "--num", "1", "--bars", "1", "--out", str(tmp_path / "p")])
+def test_compare_cli_prints_headline_and_page(tiny_run, tmp_path):
+    result = CliRunner().invoke(
+        app, ["compare", str(tiny_run), "--epochs", "all", "--num", "1", "--samples", "2", "--bars", "1", "--out", str(tmp_path / "p")]
+    )
     assert result.exit_code == 0, result.output
     assert "epoch 1" in result.output and "epoch 2" in result.output
+    assert "2 samples per checkpoint" in result.output
     assert f"open {tmp_path / 'p' / 'index.html'}" in result.output
+    headline = json.loads((tmp_path / "p" / "metrics.json").read_text())["headline"]
+    assert headline in result.output.splitlines()
 
 
-def test_compare_unknown_epoch_lists_available(tiny_run):
-    result = CliRunner().invoke(app, ["compare", str(tiny_run), "--epochs", "1,7"])
+def test_compare_unknown_epoch_lists_available(tiny_run, tmp_path):
+    result = CliRunner().invoke(app, ["compare", str(tiny_run), "--epochs", "1,7", "--out", str(tmp_path / "p")])
     assert result.exit_code == 1
     assert "no checkpoint for epoch 7" in result.output and "available: 1, 2" in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "p").exists()
 
 
 def test_compare_with_a_primer_file(tiny_run, tmp_path):
     primer = sorted(CHORALES.glob("*.mid"))[-1]
     out = tmp_path / "page"
-    result = compare(tiny_run, "2", CompareSettings(num=2, bars=1, primer=primer), lambda line: None, out)
-    assert list(result.metrics) == ["epoch 2"]  # no real continuation for a primer file
-    assert len(list(out.glob("epoch-0002_*.wav"))) == 2
+    result = compare(tiny_run, "2", tiny(primer=primer), QUIET, out)
+    assert result.comparison.checkpoints == ["epoch 2"]
+    # no real continuation for a primer file: neither a row nor a measured column
+    assert all(list(m.values) == ["epoch 2"] for m in result.comparison.measures)
+    assert [p.name for p in out.glob("real_*")] == []
+    assert [p.name for p in out.glob("epoch-2_*.wav")] == [f"epoch-2_{primer.stem}.wav"]
+    assert "real continuation" not in result.page.read_text(encoding="utf-8")
+
+
+MATHTEXT_NAME = r"a$x^2$b$\bogus{$c"  # valid and invalid mathtext in one file name
+
+
+def test_a_dollar_in_a_primer_name_does_not_crash_compare(tiny_run, tmp_path):
+    """Issue 10 item 9: plot titles are literal, so a '$…$' in a file name is just text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_title(MATHTEXT_NAME)
+    with pytest.raises(ValueError):  # the name really is a mathtext error: the test shows something
+        fig.savefig(tmp_path / "mathtext.png")
+    plt.close(fig)
+
+    primer = tmp_path / f"{MATHTEXT_NAME}.mid"
+    shutil.copy(sorted(CHORALES.glob("*.mid"))[0], primer)
+    out = tmp_path / "page"
+    result = compare(tiny_run, "1,2", tiny(primer=primer, samples=2), QUIET, out)
+    html = result.page.read_text(encoding="utf-8")
+    assert f'<th scope="col">{escape(MATHTEXT_NAME)}</th>' in html
+    for kind in ("mid", "wav", "png", "svg"):
+        assert sorted(p.name for p in out.glob(f"epoch-*.{kind}")) == [f"epoch-{e}_{MATHTEXT_NAME}.{kind}" for e in (1, 2)]
+    assert "%24" in html and f'src="epoch-1_{MATHTEXT_NAME}' not in html, "the '$' of the links is quoted"
+
+
+def test_a_failed_comparison_leaves_no_partial_page(tiny_run, tmp_path, monkeypatch):
+    """Broken after every sample, roll and score is written: neither --out nor its hidden build folder stays."""
+    import composer.report
+
+    calls = []
+
+    def broken(page, directory):
+        calls.append(sorted(p.suffix for p in Path(directory).iterdir()))
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(composer.report, "write_page", broken)
+    out = tmp_path / "page"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        compare(tiny_run, "1,2", tiny(), QUIET, out)
+    assert calls and {".wav", ".svg", ".png", ".mid"} <= set(calls[0]), "the failure must come after files were written"
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [], [p.name for p in tmp_path.iterdir()]
+    # a previous page in --out survives a failed new one untouched
+    out.mkdir()
+    (out / "index.html").write_text("the previous page")
+    with pytest.raises(RuntimeError):
+        compare(tiny_run, "1,2", tiny(), QUIET, out)
+    assert [p.name for p in out.iterdir()] == ["index.html"] and (out / "index.html").read_text() == "the previous page"
+    assert no_building_folder(tmp_path)
+
+
+@pytest.mark.xfail(strict=True, reason="audio.render_wav sizes the WAV by the last note end + 1 s and ignores the end "
+                   "that write_midi marks, so a sample ending in a rest plays shorter than asked")
+def test_a_sample_ending_in_a_rest_still_plays_the_asked_length(tiny_run, tmp_path, monkeypatch):
+    """A continuation that is all rest (the model may close a span with long time shifts): its
+    MIDI lasts the asked span, and so must the audio the page plays."""
+    import wave
+
+    import pretty_midi
+
+    import composer.generate
+    from composer.tokens import EOS
+
+    def silent(sampler, primers, settings, bars=None, seconds=None, progress=lambda n: None):
+        return [np.append(np.asarray(p.tokens), EOS) for p in primers]
+
+    monkeypatch.setattr(composer.generate, "continue_primers", silent)
+    settings = tiny(num=1, samples=2)
+    out = tmp_path / "page"
+    compare(tiny_run, "1,2", settings, QUIET, out)
+    (column, asked), = asked_seconds(tiny_run, settings).items()
+    for epoch in (1, 2):
+        midi = out / f"epoch-{epoch}_{column}.mid"
+        assert pretty_midi.PrettyMIDI(str(midi)).get_end_time() == pytest.approx(asked, abs=0.01)
+        with wave.open(str(midi.with_suffix(".wav"))) as audio:
+            assert audio.getnframes() / audio.getframerate() >= asked - 0.05, midi.name
+
+
+@pytest.mark.xfail(strict=True, reason="compare() deletes an existing --out folder with everything in it (compare.py: shutil.rmtree(directory) before the rename)")
+def test_compare_never_deletes_what_it_did_not_write(tiny_run, tmp_path):
+    """--out naming a folder of the user's: their files survive (or compare refuses in one line)."""
+    out = tmp_path / "my folder"
+    out.mkdir()
+    (out / "thesis.txt").write_text("years of work")
+    try:
+        compare(tiny_run, "1,2", tiny(samples=2, num=1), QUIET, out)
+    except ComposerError:
+        pass
+    assert (out / "thesis.txt").read_text() == "years of work"
 
 
 def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
-    """The shipped run: both checkpoints load alone, agree with run.json, and compare works."""
+    """The shipped run: each checkpoint loads on its own, is the architecture run.json records, and
+    its page takes the validation bits of exactly those epochs from the run's history."""
     from composer.model import load_checkpoint
 
     monkeypatch.chdir(ROOT)  # run.json names its source corpus relative to the repository
-
     run = Run(REFERENCE)
-    config = run.config()
-    vocab = Vocabulary.from_dict(config["vocabulary"])
-    assert vocab == Vocabulary(), "the reference run's vocabulary no longer matches the default tokenizer"
+    config = run_json(REFERENCE)
+    vocab = run_vocab(REFERENCE)
+    architecture = config["model"]
+    assert architecture["vocab_size"] == len(vocab)
     saved = run.saved_epochs()
-    assert sorted(saved) == [100, 150]
-    history = run.history()
-    assert [row["epoch"] for row in history] == list(range(1, 151))
+    assert {100, 150} <= set(saved)
+    weights = {}
     for epoch in (100, 150):
-        model = load_checkpoint(saved[epoch], len(vocab))
-        assert model.count_params() > 500_000
-    best = min(row["val_bits_per_note"] for row in history)
-    assert best < config["baseline"]["bits_per_note"], "the small preset must beat the n-gram baseline"
+        alone = tmp_path / f"alone-{epoch}" / "model.keras"  # nothing of the run beside it
+        alone.parent.mkdir()
+        shutil.copy(saved[epoch], alone)
+        model = load_checkpoint(alone, len(vocab))
+        assert model.get_layer("embedding").output_dim == architecture["embedding"]
+        lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
+        assert [type(layer).__name__ for layer in lstms] == ["LSTM"] * architecture["layers"]
+        assert [layer.units for layer in lstms] == [architecture["units"]] * architecture["layers"]
+        assert model.get_layer("logits").units == architecture["vocab_size"]
+        weights[epoch] = model.get_layer("logits").get_weights()[0]
+    assert not np.array_equal(weights[100], weights[150]), "two epochs, two different sets of weights"
+
     out = tmp_path / "reference"
-    result = compare(REFERENCE, "100,150", CompareSettings(num=1, bars=2), lambda line: None, out)
-    assert result.page.exists()
-    assert set(result.metrics) == {"epoch 100", "epoch 150", "real continuation"}
+    result = compare(REFERENCE, "100,150", CompareSettings(num=1, samples=2, bars=1), QUIET, out)
+    history = {row["epoch"]: row for row in run.history()}
+    html = result.page.read_text(encoding="utf-8")
+    assert result.comparison.checkpoints == ["epoch 100", "epoch 150"]
+    for epoch in (100, 150):
+        bits = result.comparison.bits[f"epoch {epoch}"]
+        assert bits["validation"] == history[epoch]["val_bits_per_note"]
+        row = re.search(rf'<tr><th scope="row">epoch {epoch}</th>(.*?)</tr>', html).group(1)
+        assert re.findall(r"<td>(.*?)</td>", row)[1] == format_value(history[epoch]["val_bits_per_note"])
+        assert math.isfinite(bits["training"]) and bits["training"] > 0
+    lower = "epoch 150" if history[150]["val_bits_per_note"] < history[100]["val_bits_per_note"] else "epoch 100"
+    gap = abs(history[150]["val_bits_per_note"] - history[100]["val_bits_per_note"])
+    assert f"{lower} is {gap:.2f} bits per note lower on validation" in result.headline
 
 
 def test_demo_trains_compares_and_continues(tmp_path, monkeypatch):
     """The demo's wiring on a handful of chorales: a run, a page, and a second call that resumes."""
+    import functools
+
     import composer.demo as demo_module
 
     sources = tmp_path / "midi"
@@ -159,6 +353,7 @@ def test_demo_trains_compares_and_continues(tmp_path, monkeypatch):
         shutil.copy(path, sources / path.name)
     monkeypatch.setattr(demo_module, "BUNDLED", sources)
     monkeypatch.setattr(demo_module, "REFERENCE", tmp_path / "no-reference")
+    monkeypatch.setattr(demo_module, "CompareSettings", functools.partial(CompareSettings, samples=4))  # quick
     out = tmp_path / "demo"
     lines: list[str] = []
     result = demo_module.demo(out, epochs=2, save_at=(1, 2), num=1, bars=1, report=lines.append)
