@@ -106,7 +106,11 @@ def load_fluidsynth() -> ModuleType | None:
 
 
 def last_note_end(midi) -> float:
-    return max((note.end for instrument in midi.instruments for note in instrument.notes), default=0.0)
+    """Where the music ends: its last note, or a later end marker (a sample asked for 16 bars
+    that closes on a rest still lasts 16 bars, see corpus.write_midi)."""
+    notes = max((note.end for instrument in midi.instruments for note in instrument.notes), default=0.0)
+    marks = max((c.time for instrument in midi.instruments for c in instrument.control_changes), default=0.0)
+    return max(notes, marks)
 
 
 def synthesize_fluidsynth(fluidsynth: ModuleType, midi, soundfont: Path, sample_rate: int) -> np.ndarray:

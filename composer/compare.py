@@ -318,6 +318,8 @@ def compare(
     directory = out or stamp(run.comparisons)
     if directory.exists() and not directory.is_dir():
         raise ComposerError(f"{directory}: is a file, not a folder; choose another --out")
+    if directory.exists() and any(directory.iterdir()):
+        raise ComposerError(f"{directory}: already holds files; choose a new or empty --out (nothing there is replaced)")
     corpus = load_run_corpus(run, config, vocab, report)
     # built aside and renamed at the end: a failure leaves no half-written page
     building = directory.parent / f".{directory.name}.building"
@@ -326,7 +328,7 @@ def compare(
     try:
         result = _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings, building, report)
         if directory.exists():
-            shutil.rmtree(directory)
+            directory.rmdir()  # empty, checked above
         building.rename(directory)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -365,7 +367,6 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
     validation_notes = int(config.data.validation_notes or sum(p.notes for p in corpus.records("validation")))
     numbers = [int(label.split("-")[1]) for label, _ in checkpoints]
     labels = [f"epoch {n}" for n in numbers]
-    primer_notes = {o.name: decode_tokens(o.primer.tokens, vocab) for o in openings}
     # one pitch range for every piano roll, so cells compare at a glance
     all_notes: list[list[Note]] = []
 

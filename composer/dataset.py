@@ -26,7 +26,7 @@ import numpy as np
 
 from composer import ComposerError
 from composer.corpus import Limits, UnreadableFile, UnusableFile, discover_music_files, read_bounded, read_piece
-from composer.storage import atomic_path, write_text
+from composer.storage import FolderLock, atomic_path, write_text
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
 
 CACHE_VERSION = 3  # bump when reading or encoding changes what a file tokenizes to
@@ -326,7 +326,15 @@ def tokenize_corpus(
     validation_share: float = 0.1,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> TokenizeSummary:
-    """Read every music file under ``sources``, tokenize, split, and write the corpus to ``out``."""
+    """Read every music file under ``sources``, tokenize, split, and write the corpus to ``out``.
+
+    ``out`` is locked meanwhile: a second tokenizer into it refuses instead of mixing files.
+    """
+    with FolderLock(out, "tokenizing"):
+        return _tokenize_corpus(sources, out, config, jobs, limits, cache_dir, validation_share, progress)
+
+
+def _tokenize_corpus(sources, out, config, jobs, limits, cache_dir, validation_share, progress) -> TokenizeSummary:
     import time
 
     started = time.perf_counter()

@@ -426,6 +426,8 @@ def generate(
         if value is not None and value <= 0:
             raise ComposerError(f"{name} {value:g}: must be positive")
     check_settings(settings)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ComposerError(f"{out}: is a file, not a folder; choose another --out")
     run = Run(run_dir)
     vocab = run.config().vocab()
     if settings.tokens is not None and settings.tokens < note_length(vocab):

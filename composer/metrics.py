@@ -1,7 +1,9 @@
-"""Measures of a model and of its music: bits per note, musical statistics, overlap, memorization.
+"""Measures of a model and of its music: bits per note, musical statistics, what a listener hears
+(harmony, key, voices), what a score shows (via score.py), memorization, and bootstrap intervals.
 
 See DESIGN.md, "Measures". Statistics follow MusPy's metrics and Yang & Lerch (2018), "On the
 evaluation of generative models in music"; times are in quarter notes and a beat is a quarter.
+compare.py turns these per-piece values into verdicts with uncertainty.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.integrate import trapezoid
-from scipy.stats import gaussian_kde, norm
 
-from composer.tokens import Note, Vocabulary, decode_tokens
+from composer.tokens import Note, Vocabulary
 
 WINDOW = 16  # tokens per window for memorization, as the near-duplicate screen in dataset.py
 
@@ -72,9 +72,6 @@ SCALAR_STATISTICS = (
     "empty_beat_rate",
     "mean_ioi",
 )
-# The number of notes follows the length asked of the generator, not the model.
-OVERLAP_STATISTICS = tuple(name for name in SCALAR_STATISTICS if name != "notes")
-HISTOGRAMS = ("pitch_class_histogram", "note_length_histogram")
 
 
 def piece_statistics(notes: list[Note], beats_per_bar: int = 4) -> PieceStatistics:
@@ -148,70 +145,6 @@ def _empty_beat_rate(starts: np.ndarray, ends: np.ndarray) -> float:
     np.add.at(change, first, 1)
     np.add.at(change, last, -1)
     return float(np.mean(np.cumsum(change)[:-1] <= 0))
-
-
-def kde_overlap(a: Sequence[float], b: Sequence[float]) -> float:
-    """Overlapping area of the Gaussian kernel density estimates of two samples, in [0, 1].
-
-    NaNs are dropped; NaN if either sample is then empty. A sample of one repeated value has
-    no bandwidth of its own: against a spread sample it takes that sample's bandwidth; two
-    such samples overlap fully if their values are equal and not at all otherwise.
-    """
-    a, b = _finite(a), _finite(b)
-    if not len(a) or not len(b):
-        return math.nan
-    tolerance = 1e-9 * max(1.0, np.abs(a).max(), np.abs(b).max())
-    spread = [np.ptp(x) > tolerance for x in (a, b)]
-    if not any(spread):
-        return 1.0 if abs(a.mean() - b.mean()) <= tolerance else 0.0
-    kdes = [gaussian_kde(x) if s else None for x, s in zip((a, b), spread)]
-    shared_width = max(math.sqrt(k.covariance[0, 0]) for k in kdes if k is not None)
-    widths = [math.sqrt(k.covariance[0, 0]) if k is not None else shared_width for k in kdes]
-    # a grid per sample, at a quarter of its own bandwidth: a narrow density is never stepped over
-    grid = np.unique(
-        np.concatenate(
-            [
-                np.linspace(x.min() - 6 * w, x.max() + 6 * w, int(math.ceil((np.ptp(x) + 12 * w) / (w / 4))) + 1)
-                for x, w in zip((a, b), widths)
-            ]
-        )
-    )
-    densities = [
-        k(grid) if k is not None else norm.pdf(grid, loc=x.mean(), scale=w) for x, k, w in zip((a, b), kdes, widths)
-    ]
-    return float(np.clip(trapezoid(np.minimum(*densities), grid), 0.0, 1.0))
-
-
-def histogram_overlap(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
-    """Sum of the elementwise minima of the two sets' mean histograms, in [0, 1].
-
-    All-zero histograms (pieces without notes) are left out; NaN if a set has no other.
-    """
-    means = []
-    for histograms in (a, b):
-        used = [h for h in histograms if h.sum() > 0]
-        if not used:
-            return math.nan
-        means.append(np.mean(used, axis=0))
-    return float(np.clip(np.minimum(*means).sum(), 0.0, 1.0))
-
-
-def statistics_overlap(generated: list[list[Note]], real: list[list[Note]]) -> dict[str, float]:
-    """Per statistic, the overlap of its distribution over generated and over real pieces.
-
-    1.0 = indistinguishable. Keys: OVERLAP_STATISTICS, then HISTOGRAMS.
-    """
-    return _overlap([piece_statistics(p) for p in generated], [piece_statistics(p) for p in real])
-
-
-def _overlap(a: list[PieceStatistics], b: list[PieceStatistics]) -> dict[str, float]:
-    def values(stats: list[PieceStatistics], name: str) -> list:
-        return [getattr(s, name) for s in stats]
-
-    result = {name: kde_overlap(values(a, name), values(b, name)) for name in OVERLAP_STATISTICS}
-    for name in HISTOGRAMS:
-        result[name] = histogram_overlap(values(a, name), values(b, name))
-    return result
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -356,59 +289,6 @@ def copy_beats(sample: np.ndarray, vocab: Vocabulary, index: TrainingIndex) -> f
     shifts = (tokens >= vocab.shift_offset) & (tokens < vocab.pitch_offset)
     grid = np.asarray(vocab.grid, dtype=float)
     return float(grid[tokens[shifts] - vocab.shift_offset].sum() / vocab.config.steps_per_quarter)
-
-
-def sample_metrics(
-    samples: list[np.ndarray], vocab: Vocabulary, real: list[np.ndarray], index: TrainingIndex
-) -> dict[str, float]:
-    """Flat numeric metrics of a set of generated token arrays (keys and meanings in METRIC_INFO).
-
-    ``real`` are held-out pieces (token arrays) to compare with; ``index`` holds the training
-    pieces. Means skip NaN (a sample without notes, say); a metric with no value at all is NaN.
-    """
-    stats = [piece_statistics(decode_tokens(s, vocab)) for s in samples]
-    real_stats = [piece_statistics(decode_tokens(r, vocab)) for r in real]
-    result = {name: _mean([getattr(s, name) for s in stats]) for name in SCALAR_STATISTICS}
-    overlaps = _overlap(stats, real_stats)
-    result.update({f"overlap_{name}": value for name, value in overlaps.items()})
-    result["overlap_mean"] = _mean(list(overlaps.values()))
-    copies = [index.longest_copy(s) for s in samples]
-    result["mean_longest_copy"] = _mean(copies)
-    result["max_longest_copy"] = float(max(copies)) if copies else math.nan
-    result["mean_window_share"] = _mean([index.window_share(s) for s in samples])
-    return result
-
-
-def _mean(values: Sequence[float]) -> float:
-    finite = _finite(values)
-    return float(finite.mean()) if len(finite) else math.nan
-
-
-_STATISTIC_INFO = {
-    "notes": "notes per sample",
-    "pitch_range": "highest minus lowest pitch, semitones",
-    "pitch_count": "distinct pitches per sample",
-    "pitch_count_per_bar": "distinct pitches per bar (bars with notes)",
-    "mean_pitch": "mean MIDI pitch",
-    "polyphony": "mean notes sounding while any sounds",
-    "scale_consistency": "largest share of notes in one major or minor scale",
-    "empty_beat_rate": "share of beats with nothing sounding",
-    "mean_ioi": "mean quarters between onsets",
-    "pitch_class_histogram": "pitch-class histogram",
-    "note_length_histogram": "note-length histogram",
-}
-
-METRIC_INFO: dict[str, tuple[str, str | None]] = {
-    **{name: (f"{_STATISTIC_INFO[name]} (mean over samples)", None) for name in SCALAR_STATISTICS},
-    **{
-        f"overlap_{name}": (f"overlap with real pieces: {_STATISTIC_INFO[name]} (1 = indistinguishable)", "higher")
-        for name in OVERLAP_STATISTICS + HISTOGRAMS
-    },
-    "overlap_mean": ("mean of the overlaps with real pieces", "higher"),
-    "mean_longest_copy": ("longest run of tokens copied from a training piece, mean over samples", "lower"),
-    "max_longest_copy": ("longest run of tokens copied from a training piece, longest sample", "lower"),
-    "mean_window_share": (f"share of {WINDOW}-token windows found in training pieces", "lower"),
-}
 
 
 # ---- what a listener hears: harmony, key, voices, copying ----------------------------------------

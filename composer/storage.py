@@ -68,6 +68,7 @@ class FolderLock:
     def __enter__(self) -> "FolderLock":
         if self.folder.exists() and not self.folder.is_dir():
             raise ComposerError(f"{self.folder}: is a file, not a folder; choose another --out")
+        self.created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / ".lock"
         self.handle = open(path, "a+")
@@ -88,7 +89,14 @@ class FolderLock:
         self.handle.flush()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if self.handle is not None:
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
+            if exc_type is not None and self.created:
+                # a command that failed before writing anything leaves no empty folder behind
+                (self.folder / ".lock").unlink(missing_ok=True)
+                try:
+                    self.folder.rmdir()
+                except OSError:
+                    pass  # it holds something after all: keep it

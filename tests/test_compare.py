@@ -61,6 +61,14 @@ def tiny_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def tiny_page(tiny_run, tmp_path_factory):
+    """One page of the tiny run, shared by the tests that only read it: (result, settings, out)."""
+    out = tmp_path_factory.mktemp("tiny page") / "page & co"
+    settings = tiny(seed=5)
+    return compare(tiny_run, "1,2", settings, QUIET, out), settings, out
+
+
 def cell_files(out: Path, suffix: str) -> list[Path]:
     return sorted(p for p in out.glob(f"*{suffix}") if p.stem not in ("curves", "pitch_classes"))
 
@@ -69,12 +77,11 @@ def no_building_folder(parent: Path) -> bool:
     return not [p for p in parent.iterdir() if p.name.endswith(".building")]
 
 
-def test_compare_writes_every_artifact(tiny_run, tmp_path):
-    out = tmp_path / "page"
-    result = compare(tiny_run, "1,2", tiny(seed=5), QUIET, out)
+def test_compare_writes_every_artifact(tiny_page):
+    result, _, out = tiny_page
     assert result.page == out / "index.html" and result.page.exists()
     assert result.epochs == ["epoch 1", "epoch 2"]
-    assert no_building_folder(tmp_path) and sorted(p.name for p in tmp_path.iterdir()) == ["page"]
+    assert no_building_folder(out.parent) and [p.name for p in out.parent.iterdir()] == [out.name]
     # two epochs plus the real continuation, two openings each: MIDI, WAV, piano roll and score per cell
     for suffix in (".mid", ".wav", ".png", ".svg"):
         assert len(cell_files(out, suffix)) == 3 * 2, suffix
@@ -104,9 +111,9 @@ def test_compare_writes_every_artifact(tiny_run, tmp_path):
     assert f'<p id="headline">{escape(result.headline)}</p>' in html
 
 
-def test_page_bits_are_the_run_history(tiny_run, tmp_path):
+def test_page_bits_are_the_run_history(tiny_run, tiny_page):
     """One source of truth: validation bits on the page are history.csv's, as `composer info` shows."""
-    result = compare(tiny_run, "1,2", tiny(), QUIET, tmp_path / "page")
+    result = tiny_page[0]
     history = {row["epoch"]: row["val_bits_per_note"] for row in Run(tiny_run).history()}
     html = result.page.read_text(encoding="utf-8")
     for epoch in (1, 2):
@@ -148,14 +155,12 @@ def asked_seconds(run_dir: Path, settings: CompareSettings) -> dict[str, float]:
     return seconds
 
 
-def test_comparison_page_plays_in_headless_chromium(tiny_run, tmp_path):
+def test_comparison_page_plays_in_headless_chromium(tiny_run, tiny_page, tmp_path):
     """Every sample plays at least as long as asked; every score renders; the view toggle works."""
     require_chromium()
     from selenium.webdriver.support.ui import WebDriverWait
 
-    out = tmp_path / "page & co"
-    settings = tiny()
-    result = compare(tiny_run, "1,2", settings, QUIET, out)
+    result, settings, _ = tiny_page
     asked = asked_seconds(tiny_run, settings)
     driver = chromium_driver(tmp_path / "profile")
     try:
@@ -245,21 +250,19 @@ def test_a_failed_comparison_leaves_no_partial_page(tiny_run, tmp_path, monkeypa
     monkeypatch.setattr(composer.report, "write_page", broken)
     out = tmp_path / "page"
     with pytest.raises(RuntimeError, match="disk on fire"):
-        compare(tiny_run, "1,2", tiny(), QUIET, out)
+        compare(tiny_run, "1,2", tiny(num=1, samples=2), QUIET, out)
     assert calls and {".wav", ".svg", ".png", ".mid"} <= set(calls[0]), "the failure must come after files were written"
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [], [p.name for p in tmp_path.iterdir()]
-    # a previous page in --out survives a failed new one untouched
+    # a previous page in --out is never replaced: compare refuses before writing anything
     out.mkdir()
     (out / "index.html").write_text("the previous page")
-    with pytest.raises(RuntimeError):
-        compare(tiny_run, "1,2", tiny(), QUIET, out)
+    with pytest.raises(ComposerError, match="already holds files"):
+        compare(tiny_run, "1,2", tiny(num=1, samples=2), QUIET, out)
     assert [p.name for p in out.iterdir()] == ["index.html"] and (out / "index.html").read_text() == "the previous page"
     assert no_building_folder(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="audio.render_wav sizes the WAV by the last note end + 1 s and ignores the end "
-                   "that write_midi marks, so a sample ending in a rest plays shorter than asked")
 def test_a_sample_ending_in_a_rest_still_plays_the_asked_length(tiny_run, tmp_path, monkeypatch):
     """A continuation that is all rest (the model may close a span with long time shifts): its
     MIDI lasts the asked span, and so must the audio the page plays."""
@@ -285,23 +288,20 @@ def test_a_sample_ending_in_a_rest_still_plays_the_asked_length(tiny_run, tmp_pa
             assert audio.getnframes() / audio.getframerate() >= asked - 0.05, midi.name
 
 
-@pytest.mark.xfail(strict=True, reason="compare() deletes an existing --out folder with everything in it (compare.py: shutil.rmtree(directory) before the rename)")
 def test_compare_never_deletes_what_it_did_not_write(tiny_run, tmp_path):
     """--out naming a folder of the user's: their files survive (or compare refuses in one line)."""
     out = tmp_path / "my folder"
     out.mkdir()
     (out / "thesis.txt").write_text("years of work")
-    try:
+    with pytest.raises(ComposerError, match="already holds files"):
         compare(tiny_run, "1,2", tiny(samples=2, num=1), QUIET, out)
-    except ComposerError:
-        pass
     assert (out / "thesis.txt").read_text() == "years of work"
 
 
 def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
     """The shipped run: each checkpoint loads on its own, is the architecture run.json records, and
     its page takes the validation bits of exactly those epochs from the run's history."""
-    from composer.model import load_checkpoint
+    from composer.model import ModelConfig, load_checkpoint
 
     monkeypatch.chdir(ROOT)  # run.json names its source corpus relative to the repository
     run = Run(REFERENCE)
@@ -316,7 +316,10 @@ def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
         alone = tmp_path / f"alone-{epoch}" / "model.keras"  # nothing of the run beside it
         alone.parent.mkdir()
         shutil.copy(saved[epoch], alone)
-        model = load_checkpoint(alone, len(vocab))
+        model = load_checkpoint(alone, len(vocab), ModelConfig(**architecture))
+        other = ModelConfig(**{**architecture, "units": architecture["units"] // 2})
+        with pytest.raises(ComposerError, match=str(alone.name)):
+            load_checkpoint(alone, len(vocab), other)  # the run's record is checked, not assumed
         assert model.get_layer("embedding").output_dim == architecture["embedding"]
         lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
         assert [type(layer).__name__ for layer in lstms] == ["LSTM"] * architecture["layers"]

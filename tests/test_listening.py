@@ -20,7 +20,6 @@ from composer.metrics import (
     chord_tone_rate,
     in_key_rate,
     interval,
-    sounding,
     voice_ceiling,
 )
 from composer.runs import Run

@@ -3,24 +3,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from composer.corpus import read_piece
 from composer.metrics import (
-    HISTOGRAMS,
-    METRIC_INFO,
     NOTE_LENGTH_BINS,
-    OVERLAP_STATISTICS,
     WINDOW,
     TrainingIndex,
     bits_per_note,
-    kde_overlap,
     piece_statistics,
-    sample_metrics,
-    statistics_overlap,
 )
-from composer.tokens import Note, Vocabulary, encode_notes
+from composer.tokens import Note, Vocabulary, decode_tokens, encode_notes
 
 CHORALES = Path(__file__).resolve().parents[1] / "midi_data" / "bach_chorales"
 C_MAJOR = [Note(p, float(i), 1.0) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]
@@ -95,53 +87,6 @@ def test_empty_piece_gives_zeros_and_nan():
         assert math.isnan(getattr(stats, name))
 
 
-def test_identical_sets_overlap_fully():
-    pieces = [melody([60, 62, 64]), melody([67, 65, 64, 62, 60]), C_MAJOR, [Note(48, 0, 4), Note(55, 0, 4)]]
-    overlap = statistics_overlap(pieces, list(pieces))
-    assert set(overlap) == set(OVERLAP_STATISTICS + HISTOGRAMS)
-    for name, value in overlap.items():
-        assert value == pytest.approx(1.0, abs=1e-6), name
-
-
-def test_identical_constant_sets_overlap_fully():
-    overlap = statistics_overlap([C_MAJOR] * 3, [C_MAJOR] * 2)
-    assert all(value == pytest.approx(1.0) for value in overlap.values()), overlap
-    shifted = statistics_overlap([C_MAJOR] * 3, [[Note(n.pitch + 1, n.start, n.duration) for n in C_MAJOR]] * 2)
-    assert shifted["mean_pitch"] == 0.0 and shifted["pitch_range"] == 1.0
-
-
-def test_high_and_low_register_hardly_overlap():
-    rng = np.random.default_rng(1)
-    low = [melody(list(rng.integers(36, 48, 16))) for _ in range(10)]
-    high = [melody(list(rng.integers(84, 96, 16))) for _ in range(10)]
-    assert statistics_overlap(low, high)["mean_pitch"] < 1e-3
-    assert statistics_overlap(low, low)["mean_pitch"] == pytest.approx(1.0, abs=1e-6)
-
-
-def test_degenerate_samples():
-    assert kde_overlap([3.0, 3.0], [3.0]) == 1.0
-    assert kde_overlap([3.0, 3.0], [4.0]) == 0.0
-    assert 0.0 < kde_overlap([3.0], [2.0, 4.0]) < 1.0
-    assert math.isnan(kde_overlap([math.nan], [1.0, 2.0]))
-
-
-values = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=20)
-
-
-@settings(max_examples=60, deadline=None)
-@given(values, values)
-def test_overlap_is_symmetric_and_bounded(a, b):
-    forward, backward = kde_overlap(a, b), kde_overlap(b, a)
-    assert 0.0 <= forward <= 1.0
-    assert forward == pytest.approx(backward, abs=1e-9)
-
-
-@settings(max_examples=30, deadline=None)
-@given(values)
-def test_overlap_with_itself_is_one(a):
-    assert kde_overlap(a, a) == pytest.approx(1.0, abs=1e-6)
-
-
 def test_copied_piece_is_found_whole(chorales):
     index = TrainingIndex(chorales)
     piece = chorales[3]
@@ -193,29 +138,29 @@ def test_longest_copy_agrees_with_brute_force():
         assert index.longest_copy(sample) == brute_longest_copy(sample, pieces)
 
 
-def test_sample_metrics_on_real_chorales(chorales, vocab):
-    train, real = chorales[:6], chorales[6:]
-    index = TrainingIndex(train)
-    samples = [train[0][:300], np.random.default_rng(0).integers(3, len(vocab), 300).astype(np.int32), real[0][:5]]
-    metrics = sample_metrics(samples, vocab, real, index)
-    assert list(metrics) == list(METRIC_INFO)
-    assert all(isinstance(v, float) for v in metrics.values())
-    assert all(direction in ("higher", "lower", None) for _, direction in METRIC_INFO.values())
-    assert metrics["max_longest_copy"] == 300
-    assert 0.0 <= metrics["mean_window_share"] <= 1.0
-    for name in list(OVERLAP_STATISTICS) + list(HISTOGRAMS) + ["mean"]:
-        assert 0.0 <= metrics[f"overlap_{name}"] <= 1.0, name
 
-    real_stats = [piece_statistics(read_piece(f).notes) for f in sorted(CHORALES.glob("*.mid"))[:3]]
-    for stats in real_stats:
-        assert stats.scale_consistency > 0.8
-        assert 2.5 < stats.polyphony <= 4.5
-        assert stats.empty_beat_rate < 0.2
-        assert stats.pitch_class_histogram.sum() == pytest.approx(1.0)
+def test_real_chorales_sound_like_chorales_and_random_tokens_do_not(chorales, vocab):
+    """The heard measures separate real music from noise (each could fail if its definition broke)."""
+    from composer.metrics import chord_tone_rate, in_key_rate, sounding
+    from composer.tokens import Grammar
 
-
-def test_sample_without_notes_does_not_crash(chorales, vocab):
-    index = TrainingIndex(chorales[:3])
-    metrics = sample_metrics([np.array([1, 2], dtype=np.int32)], vocab, chorales[3:5], index)
-    assert metrics["notes"] == 0.0
-    assert math.isnan(metrics["scale_consistency"]) and math.isnan(metrics["overlap_mean_pitch"])
+    real = [decode_tokens(t, vocab) for t in chorales[:6]]
+    rng = np.random.default_rng(0)
+    noise = []
+    for _ in range(6):
+        grammar, tokens = Grammar(vocab, max_voices=4), [1]
+        grammar.advance(1)
+        for _ in range(400):
+            allowed = grammar.allowed()
+            allowed[2] = False
+            tokens.append(int(rng.choice(np.flatnonzero(allowed))))
+            grammar.advance(tokens[-1])
+        noise.append(decode_tokens(tokens, vocab))
+    for notes in real:
+        stats = piece_statistics(notes)
+        assert stats.scale_consistency > 0.8 and 2.5 < stats.polyphony <= 4.5 and stats.empty_beat_rate < 0.2
+        assert chord_tone_rate(notes) > 0.7 and in_key_rate(notes) > 0.85
+        counts, spans = sounding(notes)
+        assert spans.sum() == pytest.approx(max(n.start + n.duration for n in notes) - min(n.start for n in notes))
+    assert np.mean([chord_tone_rate(n) for n in noise]) < np.mean([chord_tone_rate(n) for n in real]) - 0.15
+    assert np.mean([in_key_rate(n) for n in noise]) < np.mean([in_key_rate(n) for n in real]) - 0.2

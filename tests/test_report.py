@@ -176,10 +176,9 @@ def test_curves_png_without_training_bits_or_baseline(tmp_path, figures):
     np.testing.assert_allclose(drawn_lines(bits_ax)["validation"][1], [3.9, 3.8, 3.7, 3.6, 3.5])
     assert sorted(drawn_lines(loss_ax)) == ["compared", "training", "validation"]
     assert [t.get_text() for t in bits_ax.get_legend().get_texts()] == ["validation", "compared"]
-    # empty strings (a CSV cell left blank) count as missing too
-    blank = [dict(row, train_bits_per_note="") for row in history]
-    curves_png(blank, [5], tmp_path / "blank.png")
-    assert sorted(drawn_lines(figures[1].axes[0])) == ["compared", "validation"]
+    # with training bits in the history, the bits axis draws them too
+    curves_png([dict(row, train_bits_per_note=3.0) for row in history], [5], tmp_path / "full.png")
+    assert sorted(drawn_lines(figures[1].axes[0])) == ["compared", "training", "validation"]
 
 
 def test_pitch_class_png_draws_normalized_shares(tmp_path, figures):

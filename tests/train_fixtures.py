@@ -26,13 +26,13 @@ def chorale_files(count: int = 12) -> list[Path]:
     return files
 
 
-def make_corpus(out: Path, count: int = 12, velocity_bins: int = 0) -> Path:
-    """Tokenize the first ``count`` bundled chorales into ``out`` (no cache, 30 % validation)."""
+def make_corpus(out: Path, count: int = 12, velocity_bins: int = 0, first: int = 0) -> Path:
+    """Tokenize ``count`` bundled chorales from the ``first`` into ``out`` (no cache, 30 % validation)."""
     from composer.dataset import tokenize_corpus
     from composer.tokens import TokenizerConfig
 
     summary = tokenize_corpus(
-        chorale_files(count),
+        chorale_files(first + count)[first:],
         out,
         TokenizerConfig(velocity_bins=velocity_bins),
         jobs=1,
