@@ -7,10 +7,13 @@ loop that re-runs a window of the last tokens through the Keras model for every 
 The weights do not change the speed, so without --run an untrained model of the small preset (2 x 256)
 is built. Times exclude start-up (importing TensorFlow, loading or building the model, first calls).
 Every method uses the same grammar mask and the same filtering of the logits, so the difference is the
-model evaluation. Each row is the best of --repeat runs (the eager row: one run); the stepper rows run
-before any Keras call, whose thread pools would otherwise compete with NumPy's.
+model evaluation. Each row is the best of --repeat runs (the eager row: one run). Everything runs as the
+CLI runs it: after Keras has evaluated the model (its thread pools are up) and with the default threads.
 
 Rows:
+  generate(), as the CLI           `composer generate RUN --num 1 --tokens N`'s own function (needs --run)
+  ... without the BLAS limit       the same with threadpoolctl's one-thread limit disabled: the baseline
+                                   the CLI had before (BLAS workers fight TensorFlow's over the cores)
   stepper, 1 stream         `sample(..., tokens=N)`: N tokens, the length-fitting search at the end included
   stepper, steady state     the same run less its first 50 and last 20 tokens (timed by the progress callback)
   stepper, batch of B       B streams advanced together; total tokens per second
@@ -65,7 +68,7 @@ def load(args):
     from composer.runs import Run
 
     run = Run(args.run)
-    vocab = Vocabulary.from_dict(run.config()["vocabulary"])
+    vocab = run.config().vocab()
     label, path = run.resolve(args.epoch)
     return load_checkpoint(path, len(vocab)), vocab, f"{args.run} {label}"
 
@@ -99,6 +102,34 @@ def stepper_run(stepper, vocab, streams: int, tokens: int, settings_kwargs: dict
     samples = sample(stepper, vocab, primers, settings, progress=lambda n: stamps.append(time.perf_counter()))
     seconds = time.perf_counter() - started
     return seconds, sum(len(s) - 2 for s in samples), stamps  # less BOS and EOS
+
+
+def cli_run(args, kwargs: dict) -> tuple[float, int]:
+    """(seconds, new tokens) of composer.generate.generate, the function `composer generate` calls."""
+    import tempfile
+
+    from composer.generate import SampleSettings, generate
+
+    with tempfile.TemporaryDirectory() as out:
+        result = generate(args.run, args.epoch, num=1, settings=SampleSettings(tokens=args.tokens, **kwargs), out=Path(out))
+    return result.seconds, int(round(result.tokens_per_second * result.seconds))
+
+
+class blas_unlimited:
+    """Disable the sampler's one-BLAS-thread limit (for the baseline row)."""
+
+    def __enter__(self):
+        import contextlib
+
+        import threadpoolctl
+
+        self.saved = threadpoolctl.threadpool_limits
+        threadpoolctl.threadpool_limits = lambda *a, **k: contextlib.nullcontext()
+
+    def __exit__(self, *exc):
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits = self.saved
 
 
 def window_primer(stepper, vocab, window: int, seed: int) -> list[int]:
@@ -169,10 +200,21 @@ def main() -> None:
     kwargs = {"temperature": args.temperature, "seed": args.seed}
     free = NoEOS(stepper, EOS)
     repeat = max(1, args.repeat)
-
-    # ---- the stepper, before any Keras call
-    stepper_run(free, vocab, 1, 100, kwargs)  # warm-up
+    model(np.zeros((1, 8), np.int32), training=False)  # as in the CLI: Keras has run, its threads exist
     rows = []
+
+    # ---- the CLI's own path, with and without the BLAS thread limit
+    cli_rate = unlimited_rate = None
+    if args.run is not None:
+        cli = best([cli_run(args, kwargs) for _ in range(repeat)])
+        rows.append(("generate(), as the CLI, --tokens N", cli[1], cli[0]))
+        with blas_unlimited():
+            loose = best([cli_run(args, kwargs) for _ in range(repeat)])
+        rows.append(("generate() without the BLAS thread limit", loose[1], loose[0]))
+        cli_rate, unlimited_rate = cli[1] / cli[0], loose[1] / loose[0]
+
+    # ---- the stepper alone
+    stepper_run(free, vocab, 1, 100, kwargs)  # warm-up
     single_runs = [stepper_run(free, vocab, 1, args.tokens, kwargs) for _ in range(repeat)]
     seconds, generated = best([(s, g) for s, g, _ in single_runs])
     rows.append(("stepper, 1 stream, --tokens N", generated, seconds))
@@ -219,6 +261,9 @@ def main() -> None:
     for label, speedup in speedups:
         print(f"  {label:<40} {speedup:>9,.0f}x")
     print(f"single stream: {single:,.0f} tokens/s (target >= 1,000 on a 2-core CPU)")
+    if cli_rate is not None:
+        print(f"the CLI's path: {cli_rate:,.0f} new tokens/s (target >= 3,000), {cli_rate / unlimited_rate:.1f}x the same "
+              f"without the BLAS thread limit ({unlimited_rate:,.0f})")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ CANDIDATES: dict[str, tuple[dict, dict]] = {
     "w64-b64": ({}, {"window": 64, "batch": 64}),
     "lr-4e-3": ({}, {"learning_rate": 4e-3}),
     "lr-1e-3": ({}, {"learning_rate": 1e-3}),
+    # the two winners so far together, then the regularization and size questions
+    "w64-lr-4e-3": ({}, {"window": 64, "learning_rate": 4e-3}),
     "dropout-0.1": ({"dropout": 0.1}, {}),
+    "w64-lr-4e-3-dropout-0.1": ({"dropout": 0.1}, {"window": 64, "learning_rate": 4e-3}),
     "dropout-0.3": ({"dropout": 0.3}, {}),
     "3x256": ({"layers": 3}, {}),
     "2x384": ({"units": 384}, {}),

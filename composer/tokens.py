@@ -316,12 +316,15 @@ class Grammar:
         than ``max_voices`` notes sound. Otherwise the voice ceiling could leave nothing to draw
         after it (a run of shifts must end in a note)."""
         ends = np.sort(self.note_end[self.note_end > self.time])
-        start = self.time - sum(self.run)  # the onset the current run of shifts started from
         grid = tuple(self.grid)
-        result = np.zeros(len(grid), dtype=bool)
-        for index, value in enumerate(grid):
+        if len(ends) < self.max_voices:
+            return np.ones(len(grid), dtype=bool)  # fewer sound now, so fewer at every later onset
+        targets = self.time + np.asarray(grid)
+        result = len(ends) - np.searchsorted(ends, targets, side="right") < self.max_voices
+        start = self.time - sum(self.run)  # the onset the current run of shifts started from
+        for index in np.flatnonzero(~result):
             # every onset a run beginning with run + [value] can stop at, within the longest note
-            totals = _run_totals(tuple(self.run) + (value,), grid, int(ends[-1] - start) if len(ends) else 0)
+            totals = _run_totals(tuple(self.run) + (grid[index],), grid, int(ends[-1] - start))
             sounding = len(ends) - np.searchsorted(ends, start + totals, side="right")
             result[index] = bool((sounding < self.max_voices).any())
         return result
