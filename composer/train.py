@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -236,7 +237,7 @@ def fit(
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
                 tf.errors.AbortedError, tf.errors.InternalError) as error:
             # a collective that lost a peer: say so in one line instead of a C++ stack
-            reason = (error.message or type(error).__name__).strip().splitlines()[0][:200]
+            reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message or type(error).__name__).strip().splitlines()[0][:200]
             raise ComposerError(f"training stopped in epoch {epoch}: a worker is gone or unreachable ({reason})") from None
         val_loss = val_bits = float("nan")
         if validation:

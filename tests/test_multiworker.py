@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import numpy as np
 import pytest
 
 import composer.dataset
+from composer import ComposerError
+from composer.train import cluster_role
 from train_fixtures import TINY, history, invoke, losses, make_corpus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,3 +130,35 @@ def test_two_workers_on_loopback_train_as_one_process_on_the_union(tmp_path, mon
     for a, b in zip(trained, expected):
         np.testing.assert_allclose(a, b, atol=1e-4)
     assert losses(chief)[1] < losses(chief)[0]  # it did train
+
+    # --resume: the other worker reads the chief's run (here a copy, as on a shared folder) and
+    # still writes nothing into it
+    shutil.copytree(chief, other, dirs_exist_ok=True)
+    results = finish(start_workers(corpus, [chief, other], "--epochs", "3", "--save-at", "2,3", "--resume"))
+    for index, (code, output) in enumerate(results):
+        assert code == 0, f"resumed worker {index} exit {code}\n{output[-3000:]}"
+    assert [row["epoch"] for row in history(chief)] == [1, 2, 3]
+    assert (chief / "checkpoints" / "epoch-0003.keras").exists()
+    assert [row["epoch"] for row in history(other)] == [1, 2] and not (other / "checkpoints" / "epoch-0003.keras").exists()
+
+
+def test_cluster_role_reads_tf_config():
+    cluster = {"worker": ["a:1", "b:2", "c:3"]}
+    assert cluster_role(json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})) == (0, 3, True)
+    assert cluster_role(json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 2}})) == (2, 3, False)
+    with_chief = {"chief": ["a:1"], "worker": ["b:2"]}
+    assert cluster_role(json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}})) == (1, 2, False)
+    assert cluster_role(json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}})) == (0, 2, True)
+    for bad in ("not json", "{}", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 5}})):
+        with pytest.raises(ComposerError, match="TF_CONFIG must look like"):
+            cluster_role(bad)
+
+
+def test_a_worker_resuming_without_the_chiefs_run_is_a_one_line_error(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "tokens", count=4)
+    tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    result = invoke("train", corpus, "--out", tmp_path / "other", *TINY, "--epochs", "1", "--strategy", "multiworker", "--resume")
+    assert result.exit_code == 1
+    assert "worker 1: --resume needs the chief's run" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "other").exists()
