@@ -162,3 +162,24 @@ def test_a_worker_resuming_without_the_chiefs_run_is_a_one_line_error(tmp_path, 
     assert result.exit_code == 1
     assert "worker 1: --resume needs the chief's run" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "other").exists()
+
+
+def test_each_worker_reads_its_own_windows_and_one_worker_reads_todays(tmp_path):
+    from composer.dataset import TokenCorpus, training_windows
+
+    pieces = TokenCorpus.load(make_corpus(tmp_path / "tokens", count=6)).split("train")
+
+    def first_batch(worker=None):
+        extra = {} if worker is None else {"worker": worker}
+        dataset, steps = training_windows(pieces, 32, 4, 0, 1, **extra)
+        return next(iter(dataset))[0].numpy(), steps
+
+    today, steps = first_batch()
+    single, single_steps = first_batch((0, 1))
+    (zero, zero_steps), (one, one_steps) = first_batch((0, 2)), first_batch((1, 2))
+    assert np.array_equal(today, single) and steps == single_steps
+    stream = sum(len(p) for p in pieces)
+    assert zero_steps == one_steps == (stream - 1) // 32 // (4 * 2) < steps  # the global batch covers the stream once
+    assert not np.array_equal(zero, one) and not np.array_equal(zero, today)
+    with pytest.raises(ComposerError, match="no such worker"):
+        training_windows(pieces, 32, 4, 0, 1, worker=(2, 2))
