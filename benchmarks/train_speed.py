@@ -4,8 +4,8 @@ For each preset the same compiled model is trained for ``--steps`` batches twice
 ``--repeats`` times (alternating which goes first):
 
 * **pipeline**: the batches ``composer.dataset.training_windows`` streams (random offsets,
-  transposition), exactly what ``composer.train.fit`` feeds ``model.fit``;
-* **arrays**: a NumPy array of windows cut beforehand, given to ``model.fit`` as x / y.
+  transposition) through ``composer.train.train_step``, exactly what ``composer.train.fit`` runs;
+* **arrays**: a NumPy array of windows cut beforehand, fed batch by batch to the same step.
 
 The difference is the cost of the input pipeline (target: at most 10 %). The fastest repeat of
 each is compared (the least disturbed by other work on the machine). Both are warmed up first:
@@ -105,7 +105,7 @@ def measure(preset: str, corpus, args) -> dict:
 
     from composer.dataset import training_windows
     from composer.model import ModelConfig, build_model
-    from composer.train import TrainConfig, compile_model, token_nll
+    from composer.train import TrainConfig, compile_model, token_nll, train_step
 
     vocab = corpus.vocab
     train, validation = corpus.split("train"), corpus.split("validation")
@@ -114,15 +114,26 @@ def measure(preset: str, corpus, args) -> dict:
 
     keras.utils.set_random_seed(0)
     model = build_model(ModelConfig.preset(preset, len(vocab)))
-    compile_model(model, TrainConfig(window=args.window, batch=args.batch))
+    config = TrainConfig(window=args.window, batch=args.batch)
+    compile_model(model, config)
+    import tensorflow as tf
+
+    step, _ = train_step(model, tf.distribute.get_strategy(), config, train, pitch_tokens)
+
+    def run(batches) -> None:
+        loss = None
+        for x, y in batches:
+            loss = step(x, y)
+        float(loss)  # wait for the last step
 
     def feed_pipeline(steps: int, epoch: int):
         data = pipeline_batches(train, args, pitch_tokens, steps, epoch)
-        return lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        return lambda: run(data)
 
     def feed_arrays(steps: int, seed: int):
         x, y = array_windows(train, args, steps, seed)
-        return lambda: model.fit(x, y, batch_size=args.batch, epochs=1, shuffle=False, verbose=0)
+        batches = [(tf.constant(x[i : i + args.batch]), tf.constant(y[i : i + args.batch])) for i in range(0, len(x), args.batch)]
+        return lambda: run(batches)
 
     warm = timed(feed_pipeline(args.warmup, 1000)) + timed(feed_arrays(args.warmup, 1000))
     times = {"pipeline": [], "arrays": []}

@@ -40,7 +40,8 @@ def progress_bar(description: str):
     """A rich progress bar (silent when output is not a terminal) and its update callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # transient: a finished bar disappears instead of staying behind between the summary lines
+    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
     task = bar.add_task(description, total=None)
 
     def update(done: int, total: int) -> None:

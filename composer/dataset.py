@@ -398,6 +398,7 @@ def training_windows(
     epoch: int,
     pitch_tokens: tuple[int, int] | None = None,
     transpose: int = 0,
+    worker: tuple[int, int] = (0, 1),
 ):
     """One epoch of (inputs, targets) batches for next-token training, as a ``tf.data.Dataset``.
 
@@ -408,16 +409,26 @@ def training_windows(
     data, resumed or not. ``pitch_tokens`` = (first pitch id, number of pitches) enables a
     random transposition of up to ±``transpose`` semitones per window, restricted to shifts
     that keep every pitch of that window in range.
+
+    ``worker`` = (index, count) for data-parallel training on ``count`` workers: each worker
+    draws its own windows (the epoch's seed folded with its index) and an epoch has
+    ``count`` times fewer steps, so all workers together still cover the stream about once.
+    A single worker, (0, 1), gets exactly the windows it always got.
     """
     import tensorflow as tf
 
+    worker_index, workers = worker
+    if not 0 <= worker_index < workers:
+        raise ComposerError(f"worker {worker_index} of {workers}: no such worker")
     stream = np.concatenate(pieces).astype(np.int32)
     if len(stream) < window + 2:
         raise ComposerError(f"the training pieces hold {len(stream)} tokens, fewer than one window of {window}")
-    steps = max(1, (len(stream) - 1) // window // batch)
+    steps = max(1, (len(stream) - 1) // window // (batch * workers))
     stream_t = tf.constant(stream)
     span = tf.range(window + 1, dtype=tf.int64)
     epoch_seed = tf.constant([seed, epoch], dtype=tf.int64)
+    if workers > 1:
+        epoch_seed = tf.random.experimental.stateless_fold_in(epoch_seed, worker_index)
     starts = tf.random.stateless_uniform(
         [steps, batch], seed=epoch_seed, minval=0, maxval=len(stream) - window, dtype=tf.int64
     )

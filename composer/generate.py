@@ -131,13 +131,16 @@ def _advanced(grammar: Grammar, token: int) -> Grammar:
     return child
 
 
-def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary) -> np.ndarray:
-    """The grammar's mask, less the tokens after which ``left - 1`` tokens cannot finish."""
+def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | None = None) -> np.ndarray:
+    """The grammar's mask, less the tokens after which ``left - 1`` tokens cannot finish.
+
+    ``memo`` may be kept for a whole sample: the searches of consecutive steps share subtrees.
+    """
     allowed = grammar.allowed()
     allowed[EOS] = False
     if left > finishing_horizon(vocab):
         return allowed
-    memo: dict = {}
+    memo = {} if memo is None else memo
     kinds = grammar.kinds
     for kind in (1, 2, 3, 4):
         # a higher pitch or a longer duration never makes finishing easier, so scanning from the
@@ -223,6 +226,7 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
     start_time = list(starts) if starts is not None else [g.time for g in grammars]
     primer_notes = [g.notes for g in grammars]
     done = [False] * count
+    memos: list[dict] = [{} for _ in range(count)]
     generated = 0
     # a span in steps always ends (each shift moves time on, and at most a chord's notes fit in
     # between), so it needs no token cap that could cut it short
@@ -233,7 +237,7 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
             if done[i]:
                 continue
             if settings.tokens is not None or generated + finishing_horizon(vocab) >= limit:
-                allowed = finishing_mask(grammar, limit - generated, vocab)
+                allowed = finishing_mask(grammar, limit - generated, vocab, memos[i])
             else:
                 allowed = grammar.allowed()
             if settings.steps is not None:

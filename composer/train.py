@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -203,28 +204,42 @@ def fit(
     pitch_tokens: tuple[int, int] | None = None,
     on_epoch: Callable[[EpochResult], None] = lambda result: None,
     progress: Callable[[int, int], None] | None = None,
+    strategy=None,
 ) -> list[EpochResult]:
-    """Train epochs first_epoch..config.epochs; write checkpoints and history as each one ends."""
-    import keras
+    """Train epochs first_epoch..config.epochs; write checkpoints and history as each one ends.
 
-    from composer.dataset import training_windows
+    One loop for every strategy (Keras 3's ``model.fit`` cannot run under
+    ``MultiWorkerMirroredStrategy``, keras-team/keras#20585): a traced step run by
+    ``strategy.run`` on every replica. Under several workers only the chief writes files; the
+    others train in step and write nothing.
+    """
+    import tensorflow as tf
 
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run.logs), write_graph=False, profile_batch=0)]
-    if progress is not None:
-        callbacks.append(_BatchProgress(progress))
+    strategy = strategy or tf.distribute.get_strategy()
+    writes = is_chief(strategy)
+    step, distributed_epoch = train_step(model, strategy, config, train, pitch_tokens)
+    logs = tf.summary.create_file_writer(str(run.logs)) if writes else None
     results = []
     nll_function = per_token_nll(model)
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         reseed_dropout(model, config.seed, epoch)
         model.optimizer.learning_rate = learning_rate(epoch, config)
-        windows, steps = training_windows(
-            train, config.window, config.batch, config.seed, epoch, pitch_tokens, config.transpose
-        )
-        history = model.fit(
-            windows, epochs=epoch, initial_epoch=epoch - 1, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False
-        )
-        loss = float(history.history["loss"][-1])
+        batches, steps = distributed_epoch(epoch)
+        if progress is not None:
+            progress(0, steps)
+        losses = []
+        try:
+            for done, batch in enumerate(batches, start=1):
+                losses.append(step(*batch))
+                if progress is not None:
+                    progress(done, steps)
+            loss = float(np.mean([float(value) for value in losses]))
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                tf.errors.AbortedError, tf.errors.InternalError) as error:
+            # a collective that lost a peer: say so in one line instead of a C++ stack
+            reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message or type(error).__name__).strip().splitlines()[0][:200]
+            raise ComposerError(f"training stopped in epoch {epoch}: a worker is gone or unreachable ({reason})") from None
         val_loss = val_bits = float("nan")
         if validation:
             nll, tokens = token_nll(model, validation, per_token=nll_function)
@@ -232,14 +247,121 @@ def fit(
             val_bits = nll / math.log(2) / max(1, validation_notes)
         seconds = time.perf_counter() - started
         result = EpochResult(epoch, loss, val_loss, val_bits, seconds)
-        append_history(run, result)
-        if config.keeps(epoch):
-            result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False, epoch=epoch)
-        save_model(model, run.last, include_optimizer=True, epoch=epoch)
-        write_text(run.last_state, json.dumps({"epoch": epoch}))
+        if writes:
+            append_history(run, result)
+            with logs.as_default():
+                tf.summary.scalar("epoch_loss", loss, step=epoch)
+                tf.summary.scalar("epoch_learning_rate", learning_rate(epoch, config), step=epoch)
+            logs.flush()
+            if config.keeps(epoch):
+                result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False, epoch=epoch)
+            save_model(model, run.last, include_optimizer=True, epoch=epoch)
+            write_text(run.last_state, json.dumps({"epoch": epoch}))
         results.append(result)
         on_epoch(result)
     return results
+
+
+def train_step(model, strategy, config: TrainConfig, train: list[np.ndarray], pitch_tokens):
+    """(step, epoch_batches): a traced training step for ``strategy`` and a function giving
+    one epoch's distributed batches and its number of steps.
+
+    ``config.batch`` is the batch of one worker, split among its local replicas; the global
+    batch is ``config.batch`` × workers, and the loss is averaged over it, so the update is
+    that of one process training on the union of the workers' batches.
+    """
+    import tensorflow as tf
+
+    from composer.dataset import training_windows
+
+    optimizer = model.optimizer
+    replicas = strategy.num_replicas_in_sync
+    # the default strategy (no scope) runs the step directly: nothing to distribute or sum
+    plain = type(strategy).__name__ == "_DefaultDistributionStrategy"
+    if not optimizer.built:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+
+    def epoch_batches(epoch: int):
+        steps = []
+
+        def worker_dataset(context: tf.distribute.InputContext):
+            local = context.num_replicas_in_sync // context.num_input_pipelines
+            if config.batch % local:
+                raise ComposerError(f"--batch {config.batch} does not split evenly over {local} local replicas")
+            windows, count = training_windows(
+                train, config.window, config.batch, config.seed, epoch, pitch_tokens, config.transpose,
+                worker=(context.input_pipeline_id, context.num_input_pipelines),
+            )
+            steps.append(count)
+            # each local replica takes its share of the worker's batch, in order
+            return windows if local == 1 else windows.rebatch(config.batch // local)
+
+        if plain:
+            return worker_dataset(tf.distribute.InputContext()), steps[0]
+        batches = strategy.distribute_datasets_from_function(worker_dataset)
+        return batches, steps[0]
+
+    workers = 1 if plain else max(1, replicas // len(strategy.extended.worker_devices))
+    global_batch = config.batch * workers
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            per_window = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits), axis=1)
+            loss = tf.nn.compute_average_loss(per_window, global_batch_size=global_batch)
+            scaled = optimizer.scale_loss(loss)
+        # dense gradients everywhere: Keras's Adam treats the embedding's sparse gradient per
+        # occurrence (squares before summing repeated rows), so a batch split over replicas
+        # would otherwise update differently from the same batch in one piece
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, model.trainable_variables)]
+        if not plain:
+            grads = clipped_global_gradients(optimizer, grads, replicas)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def step(x, y):
+        if plain:
+            return replica_step(x, y)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
+
+    return step, epoch_batches
+
+
+def clipped_global_gradients(optimizer, grads, replicas: int):
+    """Sum the replicas' gradients and clip the sum, returned as each replica's share.
+
+    Keras 3 clips each replica's gradient *before* summing them, so --clip-norm would mean
+    something else on 2 workers than on 1. Here the sum is clipped as one process would clip
+    it; the optimizer then sums the shares again (its clipping of a share, at most
+    clipnorm / replicas long, changes nothing). This costs a second all-reduce per step.
+    """
+    import tensorflow as tf
+
+    total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, list(grads))
+    scale = getattr(optimizer, "dynamic_scale", None)  # a LossScaleOptimizer's gradients are scaled
+    if scale is not None:
+        total = [g / tf.cast(scale, g.dtype) for g in total]
+    total = optimizer._clip_gradients(total)
+    if scale is not None:
+        total = [g * tf.cast(scale, g.dtype) for g in total]
+    return [g / replicas for g in total]
+
+
+def is_chief(strategy) -> bool:
+    """The worker that writes the run: task 0 (or the "chief" task) of a multi-worker cluster,
+    the only process otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
+
+
+def chief_task(task_type: str | None, task_id: int | None, cluster: dict) -> bool:
+    if "chief" in cluster:
+        return task_type == "chief"
+    return task_type in (None, "worker") and (task_id or 0) == 0
 
 
 def reseed_dropout(model, seed: int, epoch: int) -> None:
@@ -253,22 +375,6 @@ def reseed_dropout(model, seed: int, epoch: int) -> None:
             continue  # a rate of 0 draws nothing, and Keras gives it no generator
         state = layer.seed_generator.state
         state.assign(np.array([seed * 1_000_003 + epoch * 1009 + index, 0], dtype=state.dtype))
-
-
-class _BatchProgress:
-    """Keras callback that reports (batches done, batches per epoch)."""
-
-    def __new__(cls, report: Callable[[int, int], None]):
-        import keras
-
-        class Progress(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                report(0, self.params.get("steps") or 0)
-
-            def on_train_batch_end(self, batch, logs=None):
-                report(batch + 1, self.params.get("steps") or 0)
-
-        return Progress()
 
 
 def save_model(model, path: Path, include_optimizer: bool, epoch: int | None = None) -> Path:
@@ -328,6 +434,12 @@ def load_corpus(data: Path, into: Path, report: Callable[[str], None]):
     return TokenCorpus.load(into), into
 
 
+# How long one collective (a gradient all-reduce) may wait for the other workers. Every worker
+# validates each epoch too, so they wait on each other only for the chief's checkpoint writes;
+# a dead worker is noticed sooner by the strategy's health check (every 30 s).
+COLLECTIVE_TIMEOUT_S = 600
+
+
 def distribution_strategy(name: str):
     import tensorflow as tf
 
@@ -336,13 +448,54 @@ def distribution_strategy(name: str):
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ComposerError("--strategy multiworker needs TF_CONFIG listing the machines")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        cluster_role(os.environ["TF_CONFIG"])  # a malformed TF_CONFIG is a one-line error
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     return tf.distribute.get_strategy()  # names were checked by train_run
 
 
 # Settings a resume takes from run.json; given again on the command line they must agree.
 RESUMED_TRAIN = ("window", "batch", "learning_rate", "warmup_epochs", "decay", "transpose", "seed", "clip_norm")
 RESUMED_MODEL = ("units", "layers", "embedding", "dropout", "mixed_precision")
+
+
+def cluster_role(tf_config: str) -> tuple[int, int, bool]:
+    """(this task's index, number of tasks, is it the chief) from a TF_CONFIG text."""
+    try:
+        values = json.loads(tf_config)
+        cluster, task = values["cluster"], values["task"]
+        tasks = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
+        index = tasks.index((task["type"], int(task["index"])))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ComposerError(
+            'TF_CONFIG must look like {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        ) from None
+    return index, len(tasks), chief_task(task["type"], int(task["index"]), cluster)
+
+
+def train_as_worker(data: Path, run_dir: Path, config: TrainConfig, *args, resume: bool = False, **kwargs) -> TrainSummary:
+    """A non-chief worker trains in a scratch folder that is removed at the end, so its --out
+    stays untouched. To resume it needs the chief's run in --out (a shared folder or a copy)."""
+    import shutil
+    import tempfile
+
+    index, count, _ = cluster_role(os.environ["TF_CONFIG"])
+    scratch = Path(tempfile.mkdtemp(prefix=f"composer-worker-{index}-"))
+    try:
+        if resume:
+            source = Run(run_dir)
+            if not source.last.exists() or not source.config_path.exists():
+                raise ComposerError(
+                    f"worker {index}: --resume needs the chief's run in {run_dir} (a shared folder or a copy of it)"
+                )
+            shutil.rmtree(scratch)
+            shutil.copytree(run_dir, scratch, ignore=shutil.ignore_patterns("epoch-*", "samples", "compare", "logs"))
+        summary = train_run(data, scratch, config, *args, resume=resume, as_worker=True, **kwargs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary.run, summary.written = run_dir, []
+    return summary
 
 
 def train_run(
@@ -356,11 +509,14 @@ def train_run(
     report: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
     given: dict | None = None,
+    as_worker: bool = False,
 ) -> TrainSummary:
     """Train a new run, or (``resume``) continue one with every setting from its run.json.
 
     ``given`` holds the settings the user named explicitly (option name -> value): on resume,
     any that differs from the run's is refused in one line, as is another corpus.
+    ``as_worker``: this process is a non-chief worker of a multi-worker run, training in a
+    scratch folder (see ``train_as_worker``).
     """
     from composer.storage import FolderLock
 
@@ -370,9 +526,15 @@ def train_run(
         raise ComposerError(f"unknown decay {config.decay!r} (choose {', '.join(DECAYS)})")
     if data is None and not resume:
         raise ComposerError("give the music or tokenized corpus to train on (DATA), or --resume an existing run")
+    if config.strategy == "multiworker" and not as_worker and "TF_CONFIG" in os.environ:
+        if not cluster_role(os.environ["TF_CONFIG"])[2]:
+            return train_as_worker(
+                data, run_dir, config, preset, model_overrides, resume=resume, mixed_precision=mixed_precision,
+                report=report, progress=progress,
+            )
     with FolderLock(run_dir, "training"):
         try:
-            return _train_run(data, run_dir, config, preset, model_overrides or {}, resume, mixed_precision, report, progress, given or {})
+            return _train_run(data, run_dir, config, preset, model_overrides or {}, resume, mixed_precision, report, progress, given or {}, as_worker)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -384,7 +546,7 @@ def train_run(
             ) from None
 
 
-def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_precision, report, progress, given) -> TrainSummary:
+def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_precision, report, progress, given, as_worker) -> TrainSummary:
     from composer.baseline import baseline_scores, best_baseline
     from composer.dataset import corpus_voice_ceiling
     from composer.runs import RunConfig, RunData
@@ -412,6 +574,8 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
 
     if run.baseline_path.exists():
         baseline = json.loads(run.baseline_path.read_text())
+    elif as_worker:
+        baseline = {"scores": [], "best": None}  # the chief computes and reports the yardstick
     else:
         scores = baseline_scores(train, validation, vocab) if validation else []
         baseline = {"scores": [asdict(s) for s in scores], "best": asdict(best_baseline(scores)) if scores else None}
@@ -435,7 +599,8 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
     if model_config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
-    with distribution_strategy(config.strategy).scope():
+    strategy = distribution_strategy(config.strategy)
+    with strategy.scope():
         if previous is not None:
             model = load_checkpoint(run.last, len(vocab), model_config, compile=True)
             first_epoch = run.last_epoch() + 1
@@ -481,7 +646,8 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
 
     try:
         summary.epochs = fit(
-            model, run, train, validation, validation_notes, config, first_epoch, pitch_tokens, announce, progress
+            model, run, train, validation, validation_notes, config, first_epoch, pitch_tokens, announce, progress,
+            strategy,
         )
     except KeyboardInterrupt:
         summary.interrupted = True
