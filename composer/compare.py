@@ -201,11 +201,12 @@ def compare_measures(
     measures = []
     for number, key in enumerate(CLOSER_TO_REAL):
         ref_values = np.array([r[key] for r in reference], dtype=float)
-        ref = float(np.nanmean(ref_values)) if np.isfinite(ref_values).any() else math.nan
+        ref = float(np.mean(ref_values[np.isfinite(ref_values)])) if np.isfinite(ref_values).any() else math.nan
         values, distances = {}, {}
         for row_number, (row, pieces) in enumerate(rows.items()):
             draws = bootstrap_means([p[key] for p in pieces], seed=seed * 1000 + number * 31 + row_number)
-            mean = float(np.nanmean([p[key] for p in pieces])) if pieces else math.nan
+            finite = [p[key] for p in pieces if math.isfinite(p[key])]
+            mean = float(np.mean(finite)) if finite else math.nan
             values[row] = (mean, *interval(draws))
             distances[row] = (abs(mean - ref), *interval(np.abs(draws - ref)))
         measures.append(Measure(key, descriptions[key], ref, values, distances, clearly_closest(distances, checkpoints)))

@@ -97,6 +97,8 @@ def checkpoint_problem(path: Path, expected: ModelConfig | None = None) -> str |
         if layer.get("class_name") != kind:
             return f"layer {name!r} is a {layer.get('class_name')}, not an {kind}"
         if layer["config"].get(key) != size:
+            if name == "logits":
+                return f"checkpoint predicts {layer['config'].get(key)} tokens but the run's vocabulary has {size}"
             return f"layer {name!r} has {key} {layer['config'].get(key)} but run.json says {size}"
     extra = sorted(n for n in layers if n and n.startswith("lstm_") and n not in wanted)
     if extra:

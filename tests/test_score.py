@@ -323,3 +323,26 @@ def test_real_chorales_score_better_than_an_untrained_model_on_every_measure(fou
     for rate in VOICE_LEADING_RATES:
         assert getattr(real, rate) < getattr(untrained, rate), rate
     assert real.out_of_range_share < 0.05 and untrained.out_of_range_share > 0.5
+
+
+def test_generate_musicxml_writes_a_score_beside_each_midi_file(tmp_path):
+    """`composer generate ... --musicxml`: one .musicxml per .mid, holding the same notes (cut at
+    the asked span, as the MIDI file), in the primer's metre."""
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+    from composer.corpus import read_piece
+
+    reference = Path(__file__).resolve().parents[1] / "outputs" / "bach-small-reference"
+    primer = sorted((Path(__file__).resolve().parents[1] / "midi_data" / "bach_chorales").glob("*.mid"))[0]
+    result = CliRunner().invoke(app, ["generate", str(reference), "--epoch", "150", "--num", "2", "--bars", "2",
+                                      "--primer", str(primer), "--musicxml", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    midis, scores = sorted(tmp_path.glob("*.mid")), sorted(tmp_path.glob("*.musicxml"))
+    assert len(midis) == 2 and [p.with_suffix(".musicxml") for p in midis] == scores
+    for midi, score in zip(midis, scores):
+        assert f"wrote {score}" in result.output
+        found, staves = reread(score)
+        assert found == on_grid(read_piece(midi).notes)
+        assert len(staves) == 2
+        assert staves[0].recurse().getElementsByClass("TimeSignature")[0].ratioString == read_piece(primer).time_signature
