@@ -32,7 +32,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # usable from a checkout without installing
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# name → (model overrides, recipe overrides) on top of the small preset (model.PRESETS, train.RECIPES)
+# The starting point of the sweep (the small preset's model, 2 x 256, with this recipe); the
+# preset's recipe in train.RECIPES is what the sweep chose, so it must not move the sweep's base.
+BASE_RECIPE = {"window": 128, "batch": 32, "learning_rate": 2e-3, "warmup_epochs": 2, "decay": "cosine", "clip_norm": 1.0}
+BASE_MODEL = {"embedding": 128, "units": 256, "layers": 2, "dropout": 0.2}
+# name → (model overrides, recipe overrides) on top of the base
 CANDIDATES: dict[str, tuple[dict, dict]] = {
     "before": ({}, {"window": 256, "batch": 32, "learning_rate": 1e-3, "warmup_epochs": 0, "decay": "constant"}),
     "base": ({}, {}),
@@ -94,7 +98,8 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     model_overrides, recipe = CANDIDATES[name]
     data = corpus_dir(args)
     run = Run(args.out / name)
-    config = TrainConfig.preset("small", epochs=args.epochs, save_at=(), seed=args.seed, **recipe)
+    config = TrainConfig.preset("small", epochs=args.epochs, save_at=(), seed=args.seed, **{**BASE_RECIPE, **recipe})
+    model_overrides = {**BASE_MODEL, **model_overrides}
     load_start = os.getloadavg()[0]
     train_run(data, run.root, config, "small", model_overrides, resume=run.last.exists(), report=lambda line: print(f"[{name}] {line}", flush=True))
     settings = json.loads(run.config_path.read_text())
