@@ -156,7 +156,8 @@ def print_table(rows: list[dict]) -> None:
         return
     marks = sorted({int(e) for row in rows for e in json.loads(row["bits_by_epoch"])})
     shown = [e for e in marks if e % 4 == 0 or e == marks[-1]]
-    header = f"{'recipe':<15} {'ep':>3} {'params':>9} {'steps':>5} {'tok/s':>7} {'s/ep':>6} " + " ".join(
+    width = max(15, *(len(row["recipe"]) for row in rows))
+    header = f"{'recipe':<{width}} {'ep':>3} {'params':>9} {'steps':>5} {'tok/s':>7} {'s/ep':>6} " + " ".join(
         f"{'@' + str(e):>6}" for e in shown
     ) + f" {'best':>12} {'load':>9}"
     print(header)
@@ -165,7 +166,7 @@ def print_table(rows: list[dict]) -> None:
         bits = json.loads(row["bits_by_epoch"])
         cells = " ".join(f"{bits[str(e)]:>6.3f}" if str(e) in bits else f"{'-':>6}" for e in shown)
         print(
-            f"{row['recipe']:<15} {row['epochs']:>3} {int(row['parameters']):>9,} {row['steps_per_epoch']:>5} "
+            f"{row['recipe']:<{width}} {row['epochs']:>3} {int(row['parameters']):>9,} {row['steps_per_epoch']:>5} "
             f"{int(row['tokens_per_s']):>7,} {float(row['seconds_per_epoch']):>6.1f} {cells} "
             f"{float(row['best_bits']):>6.3f} @{row['best_epoch']:<4} {row['load_start']:>4}/{row['load_end']:<4}"
         )

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import composer.train
-from composer.runs import HISTORY_FIELDS, Run
+from composer.runs import Run
 
 from train_fixtures import (
     RecordingFit,
@@ -102,7 +102,7 @@ def test_train_writes_the_run_directory(main_run, corpus):
 
     lines = (run / "history.csv").read_text().splitlines()
     assert lines[0].split(",") == ["epoch", "loss", "val_loss", "val_bits_per_note", "seconds"]
-    assert HISTORY_FIELDS == lines[0].split(",")
+    assert len(lines) == 5 and all(len(line.split(",")) == 5 for line in lines[1:])
     rows = history(run)
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     for row in rows:
