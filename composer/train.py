@@ -224,45 +224,86 @@ def fit(
     logs = tf.summary.create_file_writer(str(run.logs)) if writes else None
     results = []
     nll_function = per_token_nll(model)
-    for epoch in range(first_epoch, config.epochs + 1):
-        started = time.perf_counter()
-        reseed_dropout(model, config.seed, epoch)
-        model.optimizer.learning_rate = learning_rate(epoch, config)
-        batches, steps = distributed_epoch(epoch)
-        if progress is not None:
-            progress(0, steps)
-        losses = []
-        try:
-            for done, batch in enumerate(batches, start=1):
-                losses.append(step(*batch))
-                if progress is not None:
-                    progress(done, steps)
-            loss = float(np.mean([float(value) for value in losses]))
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                tf.errors.AbortedError, tf.errors.InternalError) as error:
-            # a collective that lost a peer: say so in one line instead of a C++ stack
-            reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message or type(error).__name__).strip().splitlines()[0][:200]
-            raise ComposerError(f"training stopped in epoch {epoch}: a worker is gone or unreachable ({reason})") from None
-        val_loss = val_bits = float("nan")
-        if validation:
-            nll, tokens = token_nll(model, validation, per_token=nll_function)
-            val_loss = nll / tokens
-            val_bits = nll / math.log(2) / max(1, validation_notes)
-        seconds = time.perf_counter() - started
-        result = EpochResult(epoch, loss, val_loss, val_bits, seconds)
-        if writes:
-            append_history(run, result)
-            with logs.as_default():
-                tf.summary.scalar("epoch_loss", loss, step=epoch)
-                tf.summary.scalar("epoch_learning_rate", learning_rate(epoch, config), step=epoch)
-            logs.flush()
-            if config.keeps(epoch):
-                result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False, epoch=epoch)
-            save_model(model, run.last, include_optimizer=True, epoch=epoch)
-            write_text(run.last_state, json.dumps({"epoch": epoch}))
-        results.append(result)
-        on_epoch(result)
+    with CtrlC() as ctrl_c:
+        for epoch in range(first_epoch, config.epochs + 1):
+            ctrl_c.check()
+            results.append(_epoch(model, run, validation, validation_notes, config, epoch, step, distributed_epoch,
+                                  nll_function, writes, logs, progress, ctrl_c))
+            on_epoch(results[-1])
     return results
+
+
+class CtrlC:
+    """Ctrl-C during training, also when TensorFlow's C++ code swallowed the KeyboardInterrupt
+    Python raised inside it: the signal is remembered, and ``check`` raises it between steps."""
+
+    def __enter__(self) -> "CtrlC":
+        import signal
+        import threading
+
+        self.pressed = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _epoch(model, run, validation, validation_notes, config, epoch, step, distributed_epoch, nll_function,
+           writes, logs, progress, ctrl_c) -> EpochResult:
+    """One epoch: its steps, validation, then its files (history row, kept checkpoint, last.*)."""
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    reseed_dropout(model, config.seed, epoch)
+    model.optimizer.learning_rate = learning_rate(epoch, config)
+    batches, steps = distributed_epoch(epoch)
+    if progress is not None:
+        progress(0, steps)
+    losses = []
+    try:
+        for done, batch in enumerate(batches, start=1):
+            ctrl_c.check()
+            losses.append(step(*batch))
+            if progress is not None:
+                progress(done, steps)
+        loss = float(np.mean([float(value) for value in losses]))
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError, tf.errors.InternalError) as error:
+        # a collective that lost a peer: say so in one line instead of a C++ stack
+        reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message or type(error).__name__).strip().splitlines()[0][:200]
+        raise ComposerError(f"training stopped in epoch {epoch}: a worker is gone or unreachable ({reason})") from None
+    val_loss = val_bits = float("nan")
+    if validation:
+        nll, tokens = token_nll(model, validation, per_token=nll_function)
+        val_loss = nll / tokens
+        val_bits = nll / math.log(2) / max(1, validation_notes)
+    seconds = time.perf_counter() - started
+    result = EpochResult(epoch, loss, val_loss, val_bits, seconds)
+    if writes:
+        append_history(run, result)
+        with logs.as_default():
+            tf.summary.scalar("epoch_loss", loss, step=epoch)
+            tf.summary.scalar("epoch_learning_rate", learning_rate(epoch, config), step=epoch)
+        logs.flush()
+        if config.keeps(epoch):
+            result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False, epoch=epoch)
+        save_model(model, run.last, include_optimizer=True, epoch=epoch)
+        write_text(run.last_state, json.dumps({"epoch": epoch}))
+    return result
 
 
 def train_step(model, strategy, config: TrainConfig, train: list[np.ndarray], pitch_tokens):
