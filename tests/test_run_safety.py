@@ -208,10 +208,11 @@ def test_out_pointing_to_a_file_is_one_line(tmp_path, run, corpus, command):
 
 @pytest.mark.parametrize("wanted", [3, pytest.param(10, marks=pytest.mark.slow)])
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, corpus, wanted):
-    """SIGKILLs at random moments of a tiny 8-epoch run (anywhere: inside an epoch, while writing
+    """SIGKILLs at random moments of a tiny 40-epoch run (anywhere: inside an epoch, while writing
     history or a checkpoint), each followed by a resume: the same losses and the same final
     weights as the run that was never interrupted. Ten kills with -m slow (about 100 s)."""
-    common = [*TINY, "--epochs", "8", "--save-at", "4,8"]
+    # tiny epochs take a fraction of a second: 40 of them keep the run alive across all the kills
+    common = [*TINY, "--epochs", "40", "--save-at", "20,40"]
     straight = tmp_path / "straight"
     subprocess.run([str(COMPOSER), "train", str(corpus), "--out", str(straight), *common], check=True, capture_output=True, timeout=300)
     killed = tmp_path / "killed"
@@ -227,14 +228,14 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
         )
         if kills < wanted:
             # after start-up (about 3-5 s here), somewhere in the epochs that follow
-            time.sleep(rng.uniform(3.5, 7.0))
+            time.sleep(rng.uniform(3.5, 8.0))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 kills += 1
                 continue
         _, stderr = process.communicate(timeout=300)
-        if process.returncode == 0 and Run(killed).last_epoch() == 8:
+        if process.returncode == 0 and Run(killed).last_epoch() == 40:
             break
         assert process.returncode in (0, -signal.SIGKILL), stderr
     assert kills >= wanted
@@ -242,7 +243,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     from composer.model import load_checkpoint
 
     probe = probe_tokens(corpus)
-    for name in ("epoch-0004.keras", "epoch-0008.keras"):
+    for name in ("epoch-0020.keras", "epoch-0040.keras"):
         a = logits(load_checkpoint(straight / "checkpoints" / name), probe)
         b = logits(load_checkpoint(killed / "checkpoints" / name), probe)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
