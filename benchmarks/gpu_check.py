@@ -29,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # usable from a checkout without installing
+sys.path.insert(0, str(REPO / "benchmarks"))  # generate_speed.NoEOS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # sampling is small matrix products one token at a time: BLAS threads only fight each other (and
@@ -94,25 +95,12 @@ def train_row(corpus, preset: str, batch: int, mixed: bool, args, steps: int) ->
     }
 
 
-class NoEOS:
-    """The stepper with EOS masked out: an untrained model would end its streams early and
-    leave the exact-length search to dominate (as benchmarks/generate_speed.py does)."""
-
-    def __init__(self, stepper, eos: int):
-        self.stepper, self.eos = stepper, eos
-
-    def initial_state(self, batch):
-        return self.stepper.initial_state(batch)
-
-    def step(self, tokens, state):
-        logits, state = self.stepper.step(tokens, state)
-        logits[:, self.eos] = -1e9
-        return logits, state
-
-
 def sample_rows(corpus, args) -> list[dict]:
     import keras
     import numpy as np
+    # EOS masked out: an untrained model would end its streams early and leave the
+    # exact-length search to dominate the timing
+    from generate_speed import NoEOS
 
     from composer.generate import SampleSettings, sample
     from composer.model import LSTMStepper, ModelConfig, build_model

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, primer_from_file
+from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, continuation, primer_from_file
 from composer.runs import Run
 from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes
 
@@ -66,7 +66,8 @@ class Opening:
 
     name: str
     primer: Primer
-    real: list[Note] | None = None
+    real: list[Note] | None = None  # from the piece's start to ``end``, cut there
+    end: float | None = None  # where the asked span ends, in quarters (validation openings)
 
 
 @dataclass
@@ -144,10 +145,9 @@ def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary) ->
         opening = [n for n in notes if n.start < primer_end - 1e-9]
         if not opening:
             continue
-        real = [Note(n.pitch, n.start, min(n.duration, end - n.start), n.velocity) for n in notes if n.start < end - 1e-9]
         primer = Primer(record.name.replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, record.time_signature, primer_end)
         long_enough = max(n.start + n.duration for n in notes) >= end - 1e-9
-        openings.append((not long_enough, Opening(primer.name, primer, real)))
+        openings.append((not long_enough, Opening(primer.name, primer, continuation(notes, 0.0, end), end)))
     return [o for _, o in sorted(openings, key=lambda lo: lo[0])]
 
 
@@ -163,16 +163,6 @@ def training_excerpts(corpus, vocab: Vocabulary, quarters: float) -> list[list[N
         for k in range(max(1, int(length // quarters))):
             excerpts.append(continuation(notes, k * quarters, (k + 1) * quarters))
     return [e for e in excerpts if e]
-
-
-def continuation(notes: list[Note], start: float, end: float | None = None) -> list[Note]:
-    """The notes starting in [start, end), moved to begin at 0 and cut at ``end``."""
-    out = []
-    for n in notes:
-        if n.start >= start - 1e-9 and (end is None or n.start < end - 1e-9):
-            duration = n.duration if end is None else min(n.duration, end - n.start)
-            out.append(Note(n.pitch, n.start - start, duration, n.velocity))
-    return out
 
 
 # ---- measuring -------------------------------------------------------------------------------------
@@ -386,31 +376,28 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         rows[row], copies[row] = [], []
         continuations = []
         for i, (opening, tokens) in enumerate(zip(chosen, samples)):
-            notes = decode_tokens(tokens, vocab)
             end = span_of(opening, sampler)
-            new = continuation(notes, opening.primer.end, end)
-            rows[row].append(measure_piece(new, continuation(notes, 0.0, end), ceiling, ranges))
-            new_tokens = tokens[len(opening.primer.tokens) : -1]
-            copies[row].append(copy_beats(new_tokens, vocab, index))
+            heard = continuation(decode_tokens(tokens, vocab), 0.0, end)
+            new = continuation(heard, opening.primer.end)
+            rows[row].append(measure_piece(new, heard, ceiling, ranges))
+            copies[row].append(copy_beats(tokens[len(opening.primer.tokens) : -1], vocab, index))
             continuations.append(new)
             if i < len(shown):
-                shown_notes[(row, opening.name)] = (continuation(notes, 0.0, end), opening, end)
-                all_notes.append(shown_notes[(row, opening.name)][0])
+                shown_notes[(row, opening.name)] = (heard, opening, end)
+                all_notes.append(heard)
         bits[row] = checkpoint_bits(run, number, sampler.model, corpus, vocab, validation_notes)
         histograms[row] = mean_pitch_classes(continuations)
     real_rows = []
     unique = list(dict.fromkeys(o.name for o in chosen))
     by_name = {o.name: o for o in openings}
     if settings.primer is None:
-        sampler_span = {o.name: o.primer.end + settings.bars * bar_quarters(o.primer.time_signature or "4/4") for o in openings}
+        # the real continuations are cut where the samples' spans end (validation_openings)
         for name in unique:
             opening = by_name[name]
-            end = sampler_span[name]
-            real_rows.append(measure_piece(continuation(opening.real, opening.primer.end, end), continuation(opening.real, 0.0, end), ceiling, ranges))
+            real_rows.append(measure_piece(continuation(opening.real, opening.primer.end), opening.real, ceiling, ranges))
         for opening in shown:
-            notes = continuation(opening.real, 0.0, sampler_span[opening.name])
-            shown_notes[(REAL, opening.name)] = (notes, opening, sampler_span[opening.name])
-            all_notes.append(notes)
+            shown_notes[(REAL, opening.name)] = (opening.real, opening, opening.end)
+            all_notes.append(opening.real)
         rows[REAL] = real_rows
         copies[REAL] = [
             copy_beats(encode_notes(continuation(by_name[n].real, by_name[n].primer.end), vocab)[1:-1], vocab, index) for n in unique

@@ -385,6 +385,16 @@ def continue_primers(
     return [results[i] for i in range(len(primers))]
 
 
+def continuation(notes: list[Note], start: float, end: float | None = None) -> list[Note]:
+    """The notes starting in [start, end), moved to begin at 0 and cut at ``end``."""
+    out = []
+    for n in notes:
+        if n.start >= start - 1e-9 and (end is None or n.start < end - 1e-9):
+            duration = n.duration if end is None else min(n.duration, end - n.start)
+            out.append(Note(n.pitch, n.start - start, duration, n.velocity))
+    return out
+
+
 def span_end(primer: Primer, sampler: Sampler, bars: float | None, seconds: float | None) -> float | None:
     """Where an asked span ends, in quarters (for cutting the last notes and the file's length)."""
     steps = span_steps(primer, sampler, bars, seconds)
@@ -456,10 +466,9 @@ def generate(
         if musicxml:
             from composer.score import write_musicxml
 
-            kept = [n for n in notes if end is None or n.start < end]
-            kept = [Note(n.pitch, n.start, min(n.duration, end - n.start), n.velocity) if end else n for n in kept]
-            scores.append(
-                write_musicxml(kept, paths[-1].with_suffix(".musicxml"), None, first.time_signature, first.bpm, first.end or None)
-            )
+            # the notes the MIDI file holds: cut where the asked span ends
+            scores.append(write_musicxml(
+                continuation(notes, 0.0, end), paths[-1].with_suffix(".musicxml"), None, first.time_signature, first.bpm, first.end or None
+            ))
     new_tokens = sum(len(s) - len(first.tokens) - 1 for s in samples)
     return GenerateResult(paths, samples, elapsed, new_tokens / max(elapsed, 1e-9), scores)

@@ -125,13 +125,9 @@ def _note_length_histogram(durations: np.ndarray) -> np.ndarray:
 
 def _polyphony(starts: np.ndarray, ends: np.ndarray) -> float:
     # MusPy counts pianoroll steps; integrating over exact time spans is its limit at fine steps.
-    times = np.unique(np.concatenate([starts, ends]))
-    sounding = np.searchsorted(np.sort(starts), times[:-1], side="right") - np.searchsorted(
-        np.sort(ends), times[:-1], side="right"
-    )
-    spans = np.diff(times)
-    heard = spans[sounding > 0].sum()
-    return float((sounding * spans).sum() / heard) if heard > 0 else math.nan
+    counts, spans = _sounding(starts, ends)
+    heard = spans[counts > 0].sum()
+    return float((counts * spans).sum() / heard) if heard > 0 else math.nan
 
 
 def _empty_beat_rate(starts: np.ndarray, ends: np.ndarray) -> float:
@@ -308,8 +304,12 @@ def sounding(notes: list[Note]) -> tuple[np.ndarray, np.ndarray]:
     from the first onset to the last note's end (rests included, with a count of 0)."""
     if not notes:
         return np.zeros(0, np.int64), np.zeros(0)
-    starts = np.sort(np.array([n.start for n in notes], dtype=float))
-    ends = np.sort(np.array([n.start + n.duration for n in notes], dtype=float))
+    starts = np.array([n.start for n in notes], dtype=float)
+    return _sounding(starts, starts + np.array([n.duration for n in notes], dtype=float))
+
+
+def _sounding(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    starts, ends = np.sort(starts), np.sort(ends)
     times = np.unique(np.round(np.concatenate([starts, ends]) / _TIME_EPS) * _TIME_EPS)
     counts = np.searchsorted(starts, times[:-1] + _TIME_EPS / 2) - np.searchsorted(ends, times[:-1] + _TIME_EPS / 2)
     return counts.astype(np.int64), np.diff(times)
