@@ -238,3 +238,19 @@ def test_the_voice_ceiling_never_leaves_nothing_to_draw():
             choices = np.flatnonzero(allowed)
             grammar.advance(int(rng.choice(choices)))
             assert int((grammar.note_end > grammar.time).sum()) <= 4
+
+
+def test_max_voices_option_of_generate(tmp_path):
+    """`composer generate --max-voices 2`: no new note starts while two already sound."""
+    from composer.corpus import read_piece
+
+    primer = CHORALES[0]
+    result = CliRunner().invoke(app, ["generate", str(REFERENCE), "--epoch", "150", "--num", "4", "--bars", "2",
+                                      "--primer", str(primer), "--max-voices", "2", "--seed", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    primer_end = 2 * 4.0  # two bars of the chorale's 4/4
+    for path in sorted(tmp_path.glob("*.mid")):
+        notes = read_piece(path).notes
+        # onsets from a bar after the primer on, once the primer's own (fuller) chords have ended
+        assert max(sounding_at_onsets(notes, primer_end + 4)) <= 2, path.name
+        assert any(n.start >= primer_end for n in notes)
