@@ -12,6 +12,12 @@ Resumable and safe to leave in the background: a finished candidate is one row a
     nohup .venv/bin/python benchmarks/recipe_sweep.py > outputs/sweep.log 2>&1 &
     .venv/bin/python benchmarks/recipe_sweep.py --table          # print the table from the CSV
     .venv/bin/python benchmarks/recipe_sweep.py --only base,lr-4e-3 --epochs 30
+    nohup .venv/bin/python benchmarks/recipe_sweep.py --regularization --epochs 30 > outputs/sweep.log 2>&1 &
+
+The first sweep (``CANDIDATES``, 12 epochs) chose the small preset's schedule; the second
+(``--regularization``, ``REGULARIZERS``) starts from that recipe and asks what closes the gap
+between training and validation. Its rows carry the eval-mode training bits (the first 64
+training pieces, no dropout, no transposition) beside validation's, so over-fitting shows.
 
 Tokens per second count the epoch's training tokens over its whole time, validation
 included; the load average beside each row says how busy the 2 cores were.
@@ -62,9 +68,25 @@ CANDIDATES: dict[str, tuple[dict, dict]] = {
     "w64-b16": ({}, {"window": 64, "batch": 16}),
     "w256-b16": ({}, {"window": 256, "batch": 16}),
 }
+# The second sweep, on top of the small preset's recipe as the first sweep left it (frozen here,
+# so a later change of train.RECIPES does not move this sweep's base).
+SMALL_RECIPE = {"window": 64, "batch": 32, "learning_rate": 4e-3, "warmup_epochs": 2, "decay": "cosine", "clip_norm": 1.0}
+REGULARIZERS: dict[str, tuple[dict, dict]] = {
+    "small": ({}, {}),
+    "dropout-0.4": ({"dropout": 0.4}, {}),
+    "dropout-0.5": ({"dropout": 0.5}, {}),
+    "dropout-0.4-input-0.2": ({"dropout": 0.4, "input_dropout": 0.2}, {}),
+    "dropout-0.4-wd-0.1": ({"dropout": 0.4}, {"weight_decay": 0.1}),
+    "dropout-0.4-token-0.1": ({"dropout": 0.4, "embedding_dropout": 0.1}, {}),
+    "3x256-dropout-0.4": ({"dropout": 0.4, "layers": 3}, {}),
+    "2x384-dropout-0.5": ({"dropout": 0.5, "units": 384}, {}),
+    "2x512-dropout-0.5": ({"dropout": 0.5, "units": 512}, {}),
+}
+TRAIN_SAMPLE = 64  # training pieces scored in eval mode for the over-fitting gap
 FIELDS = [
     "recipe", "epochs", "model", "recipe_settings", "parameters", "steps_per_epoch", "tokens_per_s",
     "seconds_per_epoch", "bits_by_epoch", "best_epoch", "best_bits", "load_start", "load_end", "finished",
+    "last_bits", "train_bits",
 ]
 
 
@@ -76,6 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated candidate names (default: all, in order)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", action="store_true", help="print the table from the CSV and stop")
+    parser.add_argument("--regularization", action="store_true", help="the second sweep (REGULARIZERS) instead of the first")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process that trains one candidate
     return parser.parse_args(argv)
 
@@ -95,10 +118,11 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     from composer.runs import Run
     from composer.train import TrainConfig, train_run
 
-    model_overrides, recipe = CANDIDATES[name]
+    candidates, base = (REGULARIZERS, SMALL_RECIPE) if args.regularization else (CANDIDATES, BASE_RECIPE)
+    model_overrides, recipe = candidates[name]
     data = corpus_dir(args)
     run = Run(args.out / name)
-    config = TrainConfig.preset("small", epochs=args.epochs, save_at=(), seed=args.seed, **{**BASE_RECIPE, **recipe})
+    config = TrainConfig.preset("small", epochs=args.epochs, save_at=(), seed=args.seed, **{**base, **recipe})
     model_overrides = {**BASE_MODEL, **model_overrides}
     load_start = os.getloadavg()[0]
     train_run(data, run.root, config, "small", model_overrides, resume=run.last.exists(), report=lambda line: print(f"[{name}] {line}", flush=True))
@@ -107,12 +131,14 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     steps = max(1, (settings["data"]["train_tokens"] - 1) // config.window // config.batch)  # as training_windows
     seconds = sum(row["seconds"] for row in history) / len(history)
     best = min(history, key=lambda row: row["val_bits_per_note"])
-    recipe_settings = {k: settings["train"][k] for k in ("window", "batch", "learning_rate", "warmup_epochs", "decay", "clip_norm")}
+    keys = ("window", "batch", "learning_rate", "warmup_epochs", "decay", "clip_norm", "weight_decay")
+    recipe_settings = {k: settings["train"].get(k, 0.0) for k in keys}
     model = settings["model"]
+    extra = "".join(f" {label} {model[key]}" for key, label in (("input_dropout", "input"), ("embedding_dropout", "token")) if model.get(key))
     return {
         "recipe": name,
         "epochs": args.epochs,
-        "model": f"{model['layers']}x{model['units']} emb {model['embedding']} dropout {model['dropout']}",
+        "model": f"{model['layers']}x{model['units']} emb {model['embedding']} dropout {model['dropout']}{extra}",
         "recipe_settings": json.dumps(recipe_settings),
         "parameters": _parameters(model),
         "steps_per_epoch": steps,
@@ -124,7 +150,26 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
         "load_start": round(load_start, 2),
         "load_end": round(os.getloadavg()[0], 2),
         "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "last_bits": round(history[-1]["val_bits_per_note"], 4),
+        "train_bits": round(eval_training_bits(run, data), 4),
     }
+
+
+def eval_training_bits(run, data: Path) -> float:
+    """Bits per note of the first TRAIN_SAMPLE training pieces under the last epoch's weights,
+    in eval mode (no dropout, no transposition): the other half of the over-fitting gap."""
+    import math
+
+    from composer.dataset import TokenCorpus
+    from composer.model import load_checkpoint
+    from composer.train import token_nll
+
+    corpus = TokenCorpus.load(data)
+    records = corpus.records("train")[:TRAIN_SAMPLE]
+    pieces = corpus.split("train")[:TRAIN_SAMPLE]
+    model = load_checkpoint(run.last)
+    nll, _ = token_nll(model, pieces)
+    return nll / math.log(2) / sum(r.notes for r in records)
 
 
 def _parameters(model: dict) -> int:
@@ -141,13 +186,15 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def append_row(path: Path, row: dict) -> None:
+    """Rewrite the CSV with the new row (rows of older sweeps keep their columns, new ones empty)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    rows = read_rows(path) + [row]
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -155,11 +202,12 @@ def print_table(rows: list[dict]) -> None:
         print("no finished candidates yet")
         return
     marks = sorted({int(e) for row in rows for e in json.loads(row["bits_by_epoch"])})
-    shown = [e for e in marks if e % 4 == 0 or e == marks[-1]]
+    every = 4 if marks[-1] <= 16 else 5 if marks[-1] <= 40 else 25
+    shown = [e for e in marks if e % every == 0 or e == marks[-1]]
     width = max(15, *(len(row["recipe"]) for row in rows))
     header = f"{'recipe':<{width}} {'ep':>3} {'params':>9} {'steps':>5} {'tok/s':>7} {'s/ep':>6} " + " ".join(
         f"{'@' + str(e):>6}" for e in shown
-    ) + f" {'best':>12} {'load':>9}"
+    ) + f" {'best':>12} {'train':>6} {'gap':>6} {'load':>9}"
     print(header)
     print("-" * len(header))
     for row in sorted(rows, key=lambda r: float(r["best_bits"])):
@@ -168,9 +216,16 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{row['recipe']:<{width}} {row['epochs']:>3} {int(row['parameters']):>9,} {row['steps_per_epoch']:>5} "
             f"{int(row['tokens_per_s']):>7,} {float(row['seconds_per_epoch']):>6.1f} {cells} "
-            f"{float(row['best_bits']):>6.3f} @{row['best_epoch']:<4} {row['load_start']:>4}/{row['load_end']:<4}"
+            f"{float(row['best_bits']):>6.3f} @{row['best_epoch']:<4} {_gap(row)} {row['load_start']:>4}/{row['load_end']:<4}"
         )
-    print("bits: validation bits per note at each epoch (lower is better); load: 1-minute load average at start/end")
+    print("bits: validation bits per note at each epoch (lower is better); train: eval-mode bits per note of 64 "
+          "training pieces at the last epoch; gap: validation minus train there; load: 1-minute load average at start/end")
+
+
+def _gap(row: dict) -> str:
+    if not row.get("train_bits"):
+        return f"{'-':>6} {'-':>6}"
+    return f"{float(row['train_bits']):>6.3f} {float(row['last_bits']) - float(row['train_bits']):>6.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print_table(rows)
         return 0
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(CANDIDATES)
-    unknown = [n for n in names if n not in CANDIDATES]
+    candidates = REGULARIZERS if args.regularization else CANDIDATES
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(candidates)
+    unknown = [n for n in names if n not in candidates]
     if unknown:
-        print(f"unknown candidates: {', '.join(unknown)} (known: {', '.join(CANDIDATES)})", file=sys.stderr)
+        print(f"unknown candidates: {', '.join(unknown)} (known: {', '.join(candidates)})", file=sys.stderr)
         return 2
     done = {(row["recipe"], int(row["epochs"])) for row in rows}
     for name in names:
@@ -194,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"=== {name} ({args.epochs} epochs) ===", flush=True)
         command = [sys.executable, __file__, "--one", name, "--epochs", str(args.epochs), "--out", str(args.out),
-                   "--csv", str(args.csv), "--seed", str(args.seed)]
+                   "--csv", str(args.csv), "--seed", str(args.seed)] + (["--regularization"] if args.regularization else [])
         # each candidate in its own run directory per length, so a 12- and a 30-epoch sweep never mix
         command[command.index("--out") + 1] = str(args.out / f"epochs-{args.epochs}")
         if subprocess.call(command) != 0:

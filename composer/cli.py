@@ -198,7 +198,7 @@ def print_train_summary(summary) -> None:
 @user_errors
 def baseline(
     data: Path = typer.Argument(..., help="a tokenized corpus directory, or a folder of music files"),
-    max_order: int = typer.Option(16, "--max-order", help="highest n-gram order to fit"),
+    max_order: Optional[int] = typer.Option(None, "--max-order", help="highest n-gram order to fit (default: raised until the score stops improving)"),
 ) -> None:
     """The yardstick: held-out bits per note of smoothed n-gram models (modified Kneser-Ney) for each n."""
     import tempfile
@@ -220,7 +220,8 @@ def baseline(
     for score in scores:
         mark = "  <- best" if score is best else ""
         typer.echo(f"{score.order:>3} {score.bits_per_note:>10.3f} {score.bits_per_token:>11.3f}{mark}")
-    typer.echo(f"best: n = {best.order}, {best.bits_per_note:.3f} bits per note on {len(validation)} validation pieces")
+    searched = f"orders 1-{len(scores)} fitted" + ("" if max_order else f", the best {len(scores) - best.order} below the highest")
+    typer.echo(f"best: n = {best.order}, {best.bits_per_note:.3f} bits per note on {len(validation)} validation pieces ({searched})")
 
 
 @app.command()

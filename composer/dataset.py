@@ -32,6 +32,10 @@ from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_not
 CACHE_VERSION = 3  # bump when reading or encoding changes what a file tokenizes to
 NEAR_DUPLICATE_WINDOW = 16
 NEAR_DUPLICATE_SHARE = 0.5
+# ... or one of them has this share of its tokens inside spans of this length found in the other
+# (a melody set again in another work: few 16-token windows in common overall, long runs verbatim)
+SHARED_SPAN = 32
+SHARED_SPAN_SHARE = 0.3
 
 
 @dataclass
@@ -265,9 +269,11 @@ def tokenize_files(
 def assign_splits(tokens: list[np.ndarray], hashes: list[str], validation_share: float) -> list[str]:
     """Hash-based split by piece that keeps near-duplicates on one side.
 
-    Pieces sharing at least half of their 16-token windows (the same chorale harmonized twice,
-    say) form one group, and a group goes to one side whole. The split depends on the files'
-    contents only, not on their names or order.
+    Two pieces are near-duplicates if they share at least half of their 16-token windows (the
+    same chorale harmonized twice, say) or if 30 % of either's tokens lie inside 32-token spans
+    found verbatim in the other (the same melody reused in another work). Near-duplicates form
+    one group, and a group goes to one side whole. The split depends on the files' contents
+    only, not on their names or order.
     """
     n = len(tokens)
     parent = list(range(n))
@@ -279,19 +285,11 @@ def assign_splits(tokens: list[np.ndarray], hashes: list[str], validation_share:
         return i
 
     windows = [window_set(t) for t in tokens]
-    index: dict[bytes, list[int]] = defaultdict(list)
-    for i, ws in enumerate(windows):
-        for w in ws:
-            index[w].append(i)
-    shared: Counter[tuple[int, int]] = Counter()
-    for owners in index.values():
-        if 1 < len(owners) <= 64:  # windows common to many pieces are stock formulas, not copies
-            for a in range(len(owners)):
-                for b in range(a + 1, len(owners)):
-                    shared[owners[a], owners[b]] += 1
-    for (a, b), count in shared.items():
+    for (a, b), count in shared_windows(windows).items():
         if count >= NEAR_DUPLICATE_SHARE * min(len(windows[a]), len(windows[b])):
             parent[root(a)] = root(b)
+    for a, b in long_shared_spans(tokens):
+        parent[root(a)] = root(b)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
         groups[root(i)].append(i)
@@ -314,6 +312,45 @@ def window_set(tokens: np.ndarray, size: int = NEAR_DUPLICATE_WINDOW) -> set[byt
         return {tokens.tobytes()}
     view = np.lib.stride_tricks.sliding_window_view(tokens, size)
     return {row.tobytes() for row in view}
+
+
+def shared_windows(windows: list[set[bytes]]) -> Counter[tuple[int, int]]:
+    """How many windows each pair of pieces has in common (pairs with none are left out)."""
+    index: dict[bytes, list[int]] = defaultdict(list)
+    for i, ws in enumerate(windows):
+        for w in ws:
+            index[w].append(i)
+    shared: Counter[tuple[int, int]] = Counter()
+    for owners in index.values():
+        if 1 < len(owners) <= 64:  # windows common to many pieces are stock formulas, not copies
+            for a in range(len(owners)):
+                for b in range(a + 1, len(owners)):
+                    shared[owners[a], owners[b]] += 1
+    return shared
+
+
+def long_shared_spans(tokens: list[np.ndarray], span: int = SHARED_SPAN, share: float = SHARED_SPAN_SHARE) -> list[tuple[int, int]]:
+    """Pairs (a, b) where ``share`` of a's or b's tokens lie inside ``span``-token runs found in the other."""
+    starts: list[dict[bytes, list[int]]] = []
+    for piece in tokens:
+        piece = np.ascontiguousarray(piece, dtype=np.int16)
+        where: dict[bytes, list[int]] = defaultdict(list)
+        if len(piece) >= span:
+            for position, row in enumerate(np.lib.stride_tricks.sliding_window_view(piece, span)):
+                where[row.tobytes()].append(position)
+        starts.append(where)
+    pairs = []
+    for a, b in shared_windows([set(where) for where in starts]):
+        common = starts[a].keys() & starts[b].keys()
+        for piece in (a, b):
+            covered = np.zeros(len(tokens[piece]), bool)
+            for window in common:
+                for position in starts[piece][window]:
+                    covered[position : position + span] = True
+            if covered.mean() >= share:
+                pairs.append((a, b))
+                break
+    return pairs
 
 
 def tokenize_corpus(

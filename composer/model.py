@@ -1,8 +1,10 @@
 """The model: a stacked LSTM over tokens (training graph) and a stateful one-step sampler sharing its weights.
 
-Embedding → N × LSTM(return_sequences=True) with dropout *between* layers → Dense logits.
-The LSTMs keep Keras's default activations and no ``recurrent_dropout``, which are the
-conditions for the fused cuDNN kernel on a GPU (``recurrent_dropout`` silently disables it).
+Embedding (→ token dropout) → N × LSTM(return_sequences=True) with dropout *between* layers
+→ Dense logits. The LSTMs keep Keras's default activations and no ``recurrent_dropout``, which
+are the conditions for the fused cuDNN kernel on a GPU (``recurrent_dropout`` silently disables
+it). Their ``dropout=`` (``input_dropout``: one mask on each layer's input, the same at every
+step) keeps the kernel: Keras applies it to the inputs before the fused call.
 
 For generation, ``LSTMStepper`` runs one token at a time in NumPy with the trained weights,
 carrying (h, c) for every layer and every sample of a batch. A Python-side step avoids
@@ -31,7 +33,9 @@ class ModelConfig:
     embedding: int = 128
     units: int = 256
     layers: int = 2
-    dropout: float = 0.2
+    dropout: float = 0.2  # between layers and before the logits
+    input_dropout: float = 0.0  # each LSTM's ``dropout=``: its input, one mask for the whole window
+    embedding_dropout: float = 0.0  # whole token vectors dropped (the model must guess from context)
     mixed_precision: bool = False
 
     @staticmethod
@@ -51,8 +55,11 @@ def build_model(config: ModelConfig):
 
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(config.vocab_size, config.embedding, name="embedding")(tokens)
+    if config.embedding_dropout > 0:
+        # one draw per token, shared by its whole vector: a token is dropped, not its features
+        x = keras.layers.Dropout(config.embedding_dropout, noise_shape=(None, None, 1), name="embedding_dropout")(x)
     for i in range(config.layers):
-        x = keras.layers.LSTM(config.units, return_sequences=True, name=f"lstm_{i}")(x)
+        x = keras.layers.LSTM(config.units, return_sequences=True, dropout=config.input_dropout, name=f"lstm_{i}")(x)
         x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(tokens, logits, name="composer_lstm")

@@ -59,6 +59,7 @@ class TrainConfig:
     decay: str = "constant"
     final_lr_fraction: float = 0.05  # the learning rate at the last epoch, as a share of the peak
     clip_norm: float = 1.0
+    weight_decay: float = 0.0  # decoupled (AdamW) when above 0; biases are not decayed
     transpose: int = 5
     seed: int = 0
     strategy: str = "default"
@@ -155,8 +156,13 @@ class TrainSummary:
 def compile_model(model, config: TrainConfig) -> None:
     import keras
 
+    if config.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay, clipnorm=config.clip_norm)
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+    else:
+        optimizer = keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
 
@@ -410,14 +416,18 @@ def chief_task(task_type: str | None, task_id: int | None, cluster: dict) -> boo
 
 def reseed_dropout(model, seed: int, epoch: int) -> None:
     """Dropout masks from (seed, epoch, layer): Keras does not save its generators' counters,
-    so without this a resumed run would draw other masks than an uninterrupted one."""
+    so without this a resumed run would draw other masks than an uninterrupted one. The LSTMs'
+    input dropout draws from its cell's generator, numbered after the Dropout layers so that
+    runs without it keep the masks they always had."""
     import keras
 
     dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-    for index, layer in enumerate(dropouts):
-        if getattr(layer, "seed_generator", None) is None:
+    cells = [layer.cell for layer in model.layers if isinstance(layer, keras.layers.LSTM) and layer.cell.dropout > 0]
+    for index, owner in enumerate(dropouts + cells):
+        generator = getattr(owner, "seed_generator", None)
+        if generator is None:
             continue  # a rate of 0 draws nothing, and Keras gives it no generator
-        state = layer.seed_generator.state
+        state = generator.state
         state.assign(np.array([seed * 1_000_003 + epoch * 1009 + index, 0], dtype=state.dtype))
 
 
@@ -499,8 +509,8 @@ def distribution_strategy(name: str):
 
 
 # Settings a resume takes from run.json; given again on the command line they must agree.
-RESUMED_TRAIN = ("window", "batch", "learning_rate", "warmup_epochs", "decay", "transpose", "seed", "clip_norm")
-RESUMED_MODEL = ("units", "layers", "embedding", "dropout", "mixed_precision")
+RESUMED_TRAIN = ("window", "batch", "learning_rate", "warmup_epochs", "decay", "transpose", "seed", "clip_norm", "weight_decay")
+RESUMED_MODEL = ("units", "layers", "embedding", "dropout", "input_dropout", "embedding_dropout", "mixed_precision")
 
 
 def cluster_role(tf_config: str) -> tuple[int, int, bool]:
