@@ -150,6 +150,9 @@ def train(
     layers: Optional[int] = typer.Option(None, "--layers", help="stacked LSTM layers (overrides the preset)"),
     embedding: Optional[int] = typer.Option(None, "--embedding", help="embedding size (overrides the preset)"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="dropout between layers (overrides the preset)"),
+    input_dropout: Optional[float] = typer.Option(None, "--input-dropout", help="dropout of each LSTM's input, one mask per window (keeps cuDNN)"),
+    embedding_dropout: Optional[float] = typer.Option(None, "--embedding-dropout", help="share of whole token vectors dropped in training"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="decoupled weight decay (AdamW) when above 0"),
     window: Optional[int] = typer.Option(None, "--window", help="tokens per training window (overrides the preset)"),
     batch: Optional[int] = typer.Option(None, "--batch", help="windows per batch (overrides the preset)"),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="peak Adam learning rate (overrides the preset)"),
@@ -165,8 +168,9 @@ def train(
     from composer.train import TrainConfig, train_run
 
     recipe = {"window": window, "batch": batch, "learning_rate": learning_rate, "warmup_epochs": warmup_epochs,
-              "decay": decay, "transpose": transpose, "seed": seed}
-    model = {"units": units, "layers": layers, "embedding": embedding, "dropout": dropout}
+              "decay": decay, "transpose": transpose, "seed": seed, "weight_decay": weight_decay}
+    model = {"units": units, "layers": layers, "embedding": embedding, "dropout": dropout,
+             "input_dropout": input_dropout, "embedding_dropout": embedding_dropout}
     given = {k: v for k, v in {**recipe, **model, "preset": preset}.items() if v is not None}
     if mixed_precision:
         given["mixed_precision"] = True

@@ -131,3 +131,29 @@ def test_on_bundled_chorales_order_five_beats_order_one(chorales):
     assert scores[4].bits_per_note < scores[0].bits_per_note - 2.0
     assert best_baseline(scores).order > 1
 
+
+
+def test_the_order_is_raised_until_the_score_stops_improving():
+    # melodies strung from 32 two-pitch phrases of 16 notes that come in families of 4 sharing
+    # all but their last 3 notes: which phrase is playing is known only late, so the score keeps
+    # improving past order 16, and contexts reaching across a phrase boundary (the next phrase
+    # is drawn at random) stop helping
+    rng = np.random.default_rng(3)
+    pitches = np.array([VOCAB.pitch_token(60), VOCAB.pitch_token(62)])
+    bank = np.repeat(rng.choice(pitches, (8, 16)), 4, axis=0)
+    bank[:, -3:] = rng.choice(pitches, (32, 3))
+
+    def melody() -> np.ndarray:
+        notes = np.concatenate([bank[i] for i in rng.integers(0, 32, 60)])
+        return np.concatenate([[BOS], np.stack([notes, np.full(len(notes), VOCAB.duration_token(6))], 1).ravel(), [EOS]])
+
+    train, validation = [melody() for _ in range(20)], [melody() for _ in range(4)]
+    fixed = best_baseline(baseline_scores(train, validation, VOCAB, max_order=16))
+    adaptive = baseline_scores(train, validation, VOCAB)
+    best = best_baseline(adaptive)
+    assert fixed.order >= 14  # still improving near the old fixed ceiling
+    assert best.order > 16 and best.bits_per_note < fixed.bits_per_note - 0.2
+    assert len(adaptive) == 64  # 16, 32, then 64, where the best lies 4 or more orders below
+    assert best.order <= 64 - 4 and adaptive[-1].bits_per_note > best.bits_per_note + 0.5
+    # on a corpus that stops improving early, the first fit is enough
+    assert len(baseline_scores(random_pieces(5, 80), random_pieces(6, 10), VOCAB)) == 16

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from composer.cli import app
 from composer.corpus import read_piece, write_midi
-from composer.dataset import TokenCorpus, assign_splits
+from composer.dataset import TokenCorpus, assign_splits, long_shared_spans, shared_windows, window_set
 from composer.tokens import Note, TokenizerConfig, Vocabulary, decode_tokens, encode_notes, is_grammatical
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,3 +314,21 @@ def test_help_answers_without_importing_the_heavy_stack():
     _, count, heavy = next(line for line in done.stdout.splitlines() if line.startswith("MODULES ")).split(" ", 2)
     assert heavy == "[]", f"`composer --help` imports {heavy}"
     assert int(count) < 400, f"`composer --help` imports {count} modules"
+
+
+def test_assign_splits_groups_pieces_that_share_a_long_span():
+    rng = np.random.default_rng(1)
+    melody = rng.integers(3, 140, 300).astype(np.int32)
+    reused = rng.integers(3, 140, 300).astype(np.int32)
+    reused[100:220] = melody[:120]  # 40 % of its tokens, but only ~37 % of its 16-token windows
+    glimpse = rng.integers(3, 140, 300).astype(np.int32)
+    glimpse[100:160] = melody[150:210]  # a 60-token quote: 20 %, below the 30 % that groups
+    others = [rng.integers(3, 140, 300).astype(np.int32) for _ in range(27)]
+    tokens = [melody, reused, glimpse] + others
+    windows = [window_set(t) for t in tokens]
+    assert shared_windows(windows)[0, 1] < 0.5 * min(len(windows[0]), len(windows[1]))  # the old rule misses it
+    hashes = ["0" * 64, "f" * 64, "e" * 64] + [f"{0xA0000000 + i:08x}" + "0" * 56 for i in range(27)]
+    sides = assign_splits(tokens, hashes, 0.1)
+    assert sides[0] == sides[1] == "validation"
+    assert sides[2] == "train"
+    assert long_shared_spans(tokens) == [(0, 1)]

@@ -572,3 +572,37 @@ def test_multiworker_without_tf_config_is_a_one_line_error(tmp_path, corpus, mon
     result = invoke("train", corpus, "--out", tmp_path / "x", "--epochs", "1", "--strategy", "multiworker", "--units", "16")
     assert result.exit_code == 1
     assert "TF_CONFIG" in result.output and "Traceback" not in result.output
+
+
+def test_regularizers_land_in_run_json_resume_exactly_and_keep_cudnn(tmp_path, corpus):
+    """--input-dropout, --embedding-dropout and --weight-decay: recorded, trained with (AdamW, the
+    LSTMs' dropout), resumed with the same masks and decay, and the fused-kernel conditions kept."""
+    import keras
+
+    from composer.model import cudnn_compatible, load_checkpoint
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ("--input-dropout", "0.2", "--embedding-dropout", "0.1", "--weight-decay", "0.05", "--save-at", "3")
+    train_cli(corpus, straight, "--epochs", "3", *common)
+    train_cli(corpus, split, "--epochs", "2", *common)
+    train_cli(corpus, split, "--epochs", "3", "--save-at", "3", "--resume")
+    settings = json.loads((split / "run.json").read_text())
+    assert settings["model"]["input_dropout"] == 0.2 and settings["model"]["embedding_dropout"] == 0.1
+    assert settings["train"]["weight_decay"] == 0.05
+    # the same masks and decay: equal to float rounding (a mask drawn differently moves it by ~1e-2)
+    assert len(losses(split)) == 3 and losses(split) == pytest.approx(losses(straight), abs=5e-5)
+    plain = tmp_path / "plain"
+    train_cli(corpus, plain, "--epochs", "1", "--save-at", "1")
+    assert losses(plain)[0] != losses(straight)[0]  # the options change training
+    model = keras.saving.load_model(split / "checkpoints" / "last.keras")
+    assert type(model.optimizer).__name__ == "AdamW" and model.optimizer.weight_decay == pytest.approx(0.05)
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert lstms and all(cudnn_compatible(l) and l.dropout == 0.2 and l.recurrent_dropout == 0 for l in lstms)
+    kinds = [type(layer).__name__ for layer in model.layers[1:]]
+    assert kinds[:2] == ["Embedding", "Dropout"] and model.get_layer("embedding_dropout").noise_shape == (None, None, 1)
+    probe = probe_tokens(corpus)
+    a = logits(load_checkpoint(straight / "checkpoints" / "epoch-0003.keras"), probe)
+    b = logits(load_checkpoint(split / "checkpoints" / "epoch-0003.keras"), probe)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)
+    result = invoke("train", corpus, "--out", split, "--epochs", "4", "--resume", "--weight-decay", "0.1")
+    assert result.exit_code != 0 and "--weight-decay 0.1 (run: 0.05)" in result.output
