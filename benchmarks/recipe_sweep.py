@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import subprocess
@@ -187,14 +188,14 @@ def read_rows(path: Path) -> list[dict]:
 
 def append_row(path: Path, row: dict) -> None:
     """Rewrite the CSV with the new row (rows of older sweeps keep their columns, new ones empty)."""
+    from composer.storage import write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = read_rows(path) + [row]
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, FIELDS, restval="")
+    writer.writeheader()
+    writer.writerows(read_rows(path) + [row])
+    write_text(path, buffer.getvalue())
 
 
 def print_table(rows: list[dict]) -> None:

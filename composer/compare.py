@@ -127,11 +127,12 @@ def load_run_corpus(run: Run, config: dict, vocab: Vocabulary, report: Callable[
         corpus = TokenCorpus.load(run.corpus_dir)
     if corpus.vocab != vocab:
         raise ComposerError(f"{run.root}: the corpus vocabulary differs from the run's")
-    if data.corpus_hash and corpus.content_hash() != data.corpus_hash:
+    found = corpus.content_hash()
+    if data.corpus_hash and found != data.corpus_hash:
         # e.g. a run trained before the split rule changed: its pieces fall on other sides now
         report(
             f"warning: the corpus found for {run.root} is not the one it trained on (content hash "
-            f"{corpus.content_hash()[:12]} vs {data.corpus_hash[:12]}); some openings and validation "
+            f"{found[:12]} vs {data.corpus_hash[:12]}); some openings and validation "
             f"pieces may be pieces it trained on"
         )
     return corpus
