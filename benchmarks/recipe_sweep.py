@@ -29,6 +29,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -82,6 +83,8 @@ REGULARIZERS: dict[str, tuple[dict, dict]] = {
     "3x256-dropout-0.4": ({"dropout": 0.4, "layers": 3}, {}),
     "2x384-dropout-0.5": ({"dropout": 0.5, "units": 384}, {}),
     "2x512-dropout-0.5": ({"dropout": 0.5, "units": 512}, {}),
+    # the new small preset (AWD-LSTM's order of strengths: between layers > input > tokens)
+    "dropout-0.5-input-0.2-token-0.1": ({"dropout": 0.5, "input_dropout": 0.2, "embedding_dropout": 0.1}, {}),
 }
 TRAIN_SAMPLE = 64  # training pieces scored in eval mode for the over-fitting gap
 FIELDS = [
@@ -100,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", action="store_true", help="print the table from the CSV and stop")
     parser.add_argument("--regularization", action="store_true", help="the second sweep (REGULARIZERS) instead of the first")
+    parser.add_argument("--record", type=Path, help="add the row of a finished run made elsewhere (e.g. the reference run) under --only's name")
+    parser.add_argument("--loads", default="", help="with --record: the load averages at its start/end, e.g. 0.0/2.1")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process that trains one candidate
     return parser.parse_args(argv)
 
@@ -127,9 +132,15 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     model_overrides = {**BASE_MODEL, **model_overrides}
     load_start = os.getloadavg()[0]
     train_run(data, run.root, config, "small", model_overrides, resume=run.last.exists(), report=lambda line: print(f"[{name}] {line}", flush=True))
+    return run_row(name, run, data, load_start, os.getloadavg()[0])
+
+
+def run_row(name: str, run, data: Path, load_start: float, load_end: float) -> dict:
+    """The CSV row of a finished run: its history, settings and eval-mode training bits."""
     settings = json.loads(run.config_path.read_text())
     history = run.history()
-    steps = max(1, (settings["data"]["train_tokens"] - 1) // config.window // config.batch)  # as training_windows
+    train = settings["train"]
+    steps = max(1, (settings["data"]["train_tokens"] - 1) // train["window"] // train["batch"])  # as training_windows
     seconds = sum(row["seconds"] for row in history) / len(history)
     best = min(history, key=lambda row: row["val_bits_per_note"])
     keys = ("window", "batch", "learning_rate", "warmup_epochs", "decay", "clip_norm", "weight_decay")
@@ -138,18 +149,18 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     extra = "".join(f" {label} {model[key]}" for key, label in (("input_dropout", "input"), ("embedding_dropout", "token")) if model.get(key))
     return {
         "recipe": name,
-        "epochs": args.epochs,
+        "epochs": train["epochs"],
         "model": f"{model['layers']}x{model['units']} emb {model['embedding']} dropout {model['dropout']}{extra}",
         "recipe_settings": json.dumps(recipe_settings),
         "parameters": _parameters(model),
         "steps_per_epoch": steps,
-        "tokens_per_s": round(steps * config.batch * config.window / seconds),
+        "tokens_per_s": round(steps * train["batch"] * train["window"] / seconds),
         "seconds_per_epoch": round(seconds, 1),
         "bits_by_epoch": json.dumps({row["epoch"]: round(row["val_bits_per_note"], 4) for row in history}),
         "best_epoch": best["epoch"],
         "best_bits": round(best["val_bits_per_note"], 4),
         "load_start": round(load_start, 2),
-        "load_end": round(os.getloadavg()[0], 2),
+        "load_end": round(load_end, 2),
         "finished": time.strftime("%Y-%m-%d %H:%M"),
         "last_bits": round(history[-1]["val_bits_per_note"], 4),
         "train_bits": round(eval_training_bits(run, data), 4),
@@ -231,6 +242,15 @@ def _gap(row: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.record:
+        from composer.runs import Run
+
+        run = Run(args.record)
+        data = Path(json.loads(run.config_path.read_text())["data"]["corpus"])
+        loads = [float(x) for x in args.loads.split("/")] if args.loads else [math.nan, math.nan]
+        append_row(args.csv, run_row(args.only, run, data if (data / "corpus.json").exists() else run.corpus_dir, *loads))
+        print_table(read_rows(args.csv))
+        return 0
     if args.one:
         row = train_one(args.one, args)
         append_row(args.csv, row)

@@ -276,6 +276,7 @@ def generate(
     max_voices: Optional[int] = typer.Option(None, "--max-voices", help="no more notes sounding at once (default: the corpus's ceiling; 0: no limit)"),
     seed: int = typer.Option(0, "--seed", help="the same seed gives the same samples"),
     bpm: Optional[float] = typer.Option(None, "--bpm", help="tempo when there is no primer (default: corpus median)"),
+    time_signature: Optional[str] = typer.Option(None, "--time-signature", help="metre of the samples, e.g. 3/4 (default: the primer's, else the corpus's most common)"),
     program: int = typer.Option(0, "--program", help="General MIDI program (0: piano)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
     musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a two-staff MusicXML score"),
@@ -286,7 +287,7 @@ def generate(
     from composer.generate import SampleSettings, generate as run_generate
 
     settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, tokens=tokens, max_voices=max_voices)
-    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml)
+    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml, time_signature=time_signature)
     for path in result.paths + result.scores:
         typer.echo(f"wrote {path}")
     count = len(result.paths)
@@ -339,7 +340,9 @@ def print_compare_summary(result) -> None:
     table.add_column("verdict")
     for m in comparison.measures:
         cells = [f"{m.values[r][0]:.3g} [{m.values[r][1]:.3g}, {m.values[r][2]:.3g}]" for r in rows]
-        table.add_row(m.key, f"{m.reference:.3g}", *cells, f"{m.closest} closer" if m.closest else "no clear difference")
+        far = [r for r, is_far in m.far.items() if is_far]
+        verdict = (f"{m.closest} closer" if m.closest else "no clear difference") + (f"; far: {', '.join(far)}" if far else "")
+        table.add_row(m.name or m.key, f"{m.reference:.3g}", *cells, verdict)
     Console().print(table)
     for path in result.written:
         typer.echo(f"wrote {path}")

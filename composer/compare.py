@@ -30,18 +30,15 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
+from composer.metrics import Distinguishability
 from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, continuation, primer_from_file
 from composer.runs import Run
 from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes
 
 TRAIN_PIECES_FOR_BITS = 64  # training bits per note on a fixed subset: enough to show the gap, quick
 REAL = "real continuation"
-# The measures compared with real music, by what a listener notices first.
-CLOSER_TO_REAL = (
-    "chord_tone_rate", "in_key_rate", "mean_voices", "above_ceiling_share",
-    "parallel_fifths_per_100", "parallel_octaves_per_100", "crossing_share", "out_of_range_share",
-    "pitch_range", "pitch_count_per_bar", "mean_ioi", "empty_beat_rate",
-)
+EXCERPTS = "training excerpts"  # real music of other pieces: the natural spread around the reference
+REAL_VS_REAL = "training vs held-out real"  # the classifier's sanity row
 REFERENCE_EXCERPTS = 240  # training excerpts measured as real music: enough for a steady mean, quick
 
 
@@ -73,14 +70,17 @@ class Opening:
 @dataclass
 class Measure:
     """One measure across the rows of the page: the mean of each row with its 95 % interval,
-    the distance of that mean to real music's with its interval, and the verdict."""
+    the distance of that mean to real music's with its interval, and the verdicts."""
 
     key: str
-    description: str
-    reference: float  # mean over excerpts of training pieces
+    description: str  # its unit, in words (metrics.MEASURES)
+    reference: float  # real music's mean: the openings' real continuations, else training excerpts
     values: dict[str, tuple[float, float, float]]  # row -> (mean, low, high)
     distances: dict[str, tuple[float, float, float]]  # row -> (|mean - reference|, low, high)
     closest: str | None = None  # the checkpoint clearly closest to real; None: no clear difference
+    far: dict[str, bool] = field(default_factory=dict)  # checkpoint -> clearly farther than real music varies
+    name: str = ""  # in words, for the page
+    hear: str = ""  # what a listener hears when it is off
 
 
 @dataclass
@@ -93,7 +93,11 @@ class Comparison:
     copies: dict[str, tuple[float, float, float]]  # row -> longest copy in beats: (mean, low, high)
     longest_copy: dict[str, float]  # row -> the longest copy of any sample, beats
     samples: int
-    real_is_closest: dict[str, bool]  # measure -> no checkpoint clearly closer to real than real continuations
+    real_is_closest: dict[str, bool]  # measure -> no checkpoint clearly closer to real than other real music
+    reference: str = REAL  # what real music's column holds: REAL (the openings' continuations) or EXCERPTS
+    # row -> how often a classifier tells its pieces from real ones (metrics.classifier_test);
+    # REAL_VS_REAL: training pieces' continuations against the held-out ones, the sanity row
+    distinguishability: dict[str, Distinguishability] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,14 +142,16 @@ def load_run_corpus(run: Run, config: dict, vocab: Vocabulary, report: Callable[
     return corpus
 
 
-def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary) -> list[Opening]:
-    """Openings of the validation pieces (by name), those long enough to continue first."""
-    records = sorted(zip(corpus.pieces, corpus.tokens), key=lambda rt: rt[0].name)
-    candidates = [(r, t) for r, t in records if r.split == "validation"]
+def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary, split: str = "validation") -> list[Opening]:
+    """Openings of the ``split``'s pieces, in an order fair to the whole split: pieces are grouped
+    by metre and by source folder (a collection), shuffled within each group (seeded), and merged
+    so that any first few openings hold every group in proportion to its size (stratified).
+    Within a group, pieces long enough to continue come first."""
+    candidates = [(r, t) for r, t in zip(corpus.pieces, corpus.tokens) if r.split == split]
     if not candidates:
-        raise ComposerError("the run's corpus has no validation pieces to take primers from; give --primer")
-    openings = []
-    for record, tokens in candidates:
+        raise ComposerError(f"the run's corpus has no {split} pieces to take primers from; give --primer")
+    strata: dict[tuple[str, str], list[tuple[bool, Opening]]] = {}
+    for record, tokens in sorted(candidates, key=lambda rt: rt[0].name):
         bar = bar_quarters(record.time_signature)
         primer_end = settings.primer_bars * bar
         end = primer_end + settings.bars * bar
@@ -155,8 +161,17 @@ def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary) ->
             continue
         primer = Primer(record.name.replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, record.time_signature, primer_end)
         long_enough = max(n.start + n.duration for n in notes) >= end - 1e-9
-        openings.append((not long_enough, Opening(primer.name, primer, continuation(notes, 0.0, end), end)))
-    return [o for _, o in sorted(openings, key=lambda lo: lo[0])]
+        stratum = (record.time_signature, str(Path(record.name).parent))
+        strata.setdefault(stratum, []).append((not long_enough, Opening(primer.name, primer, continuation(notes, 0.0, end), end)))
+    rng = np.random.default_rng(settings.seed)
+    placed = []
+    for number, stratum in enumerate(sorted(strata)):
+        members = strata[stratum]
+        shuffled = [members[i] for i in rng.permutation(len(members))]
+        queue = [o for _, o in sorted(shuffled, key=lambda lo: lo[0])]
+        # the k-th of n at (k + 1/2) / n: merged, every prefix holds each group in proportion
+        placed += [((k + 0.5) / len(queue), number, o) for k, o in enumerate(queue)]
+    return [o for _, _, o in sorted(placed, key=lambda p: p[:2])]
 
 
 def training_excerpts(corpus, vocab: Vocabulary, quarters: float) -> list[list[Note]]:
@@ -176,13 +191,14 @@ def training_excerpts(corpus, vocab: Vocabulary, quarters: float) -> list[list[N
 # ---- measuring -------------------------------------------------------------------------------------
 
 
-def measure_piece(notes: list[Note], context: list[Note], ceiling: int, ranges) -> dict[str, float]:
-    """Every CLOSER_TO_REAL measure of one continuation (``context``: primer and continuation)."""
-    from composer.metrics import heard_measures, piece_statistics, score_measures
+def measure_piece(notes: list[Note], context: list[Note], ranges) -> dict[str, float]:
+    """Every measure (metrics.MEASURES) and classifier feature (metrics.CLASSIFIER_FEATURES) of
+    one continuation (``context``: primer and continuation)."""
+    from composer.metrics import MEASURES, harmony_features, heard_measures, piece_statistics, score_measures
 
-    values = {**heard_measures(notes, context, ceiling), **score_measures(notes, ranges)}
+    values = {**heard_measures(notes, context), **score_measures(notes, ranges), **harmony_features(notes)}
     statistics = piece_statistics(notes)
-    for key in CLOSER_TO_REAL:
+    for key in MEASURES:
         if key not in values:
             values[key] = float(getattr(statistics, key))
     return values
@@ -192,12 +208,12 @@ def compare_measures(
     rows: dict[str, list[dict[str, float]]], reference: list[dict[str, float]], checkpoints: list[str], seed: int
 ) -> list[Measure]:
     """Per measure: each row's mean and distance to the reference mean, with bootstrap intervals,
-    and the checkpoint whose distance interval lies wholly below every other checkpoint's."""
-    from composer.metrics import HEARD_INFO, bootstrap_means, interval
+    the checkpoint whose distance interval lies wholly below every other checkpoint's, and which
+    checkpoints are far from real music (``far_from_real``)."""
+    from composer.metrics import MEASURES, bootstrap_means, interval
 
-    descriptions = {**HEARD_INFO, **_STATISTIC_DESCRIPTIONS}
     measures = []
-    for number, key in enumerate(CLOSER_TO_REAL):
+    for number, (key, info) in enumerate(MEASURES.items()):
         ref_values = np.array([r[key] for r in reference], dtype=float)
         ref = float(np.mean(ref_values[np.isfinite(ref_values)])) if np.isfinite(ref_values).any() else math.nan
         values, distances = {}, {}
@@ -207,8 +223,21 @@ def compare_measures(
             mean = float(np.mean(finite)) if finite else math.nan
             values[row] = (mean, *interval(draws))
             distances[row] = (abs(mean - ref), *interval(np.abs(draws - ref)))
-        measures.append(Measure(key, descriptions[key], ref, values, distances, clearly_closest(distances, checkpoints)))
+        measure = Measure(key, info.unit, ref, values, distances, clearly_closest(distances, checkpoints), name=info.name, hear=info.hear)
+        measure.far = {c: far_from_real(measure, c) for c in checkpoints if c in values}
+        measures.append(measure)
     return measures
+
+
+def far_from_real(measure: Measure, row: str) -> bool:
+    """Whether a checkpoint is clearly farther from real music than other real music is: its
+    distance interval lies wholly above the training excerpts' (real pieces vary too). Without
+    that row (a --primer comparison), whether real music's mean lies outside its interval."""
+    low = measure.distances[row][1]
+    if EXCERPTS in measure.distances:
+        return bool(low > measure.distances[EXCERPTS][2])
+    mean, lo, hi = measure.values[row]
+    return bool(math.isfinite(mean) and not lo <= measure.reference <= hi)
 
 
 def clearly_closest(distances: dict[str, tuple[float, float, float]], checkpoints: list[str]) -> str | None:
@@ -222,48 +251,86 @@ def clearly_closest(distances: dict[str, tuple[float, float, float]], checkpoint
 
 
 def real_holds(measure: Measure, checkpoints: list[str]) -> bool:
-    """The sanity check of a measure: no checkpoint is clearly closer to real music than the
-    held-out real continuations are (its distance interval wholly below theirs)."""
-    real = measure.distances[REAL]
+    """The sanity check of a measure: no checkpoint is clearly closer to real music than other
+    real music is (the training excerpts; their distance interval wholly below theirs)."""
+    real = measure.distances[EXCERPTS]
     return not any(measure.distances[c][2] < real[1] for c in checkpoints if c in measure.distances)
 
 
-_STATISTIC_DESCRIPTIONS = {
-    "pitch_range": "highest minus lowest pitch, semitones",
-    "pitch_count_per_bar": "distinct pitches per bar",
-    "mean_ioi": "mean quarters between onsets",
-    "empty_beat_rate": "share of beats with nothing sounding",
-}
-
-
 def headline(comparison: Comparison) -> str:
-    """The comparison in one sentence, from the numbers alone (tested on fixed tables)."""
+    """The comparison in a few sentences, from the numbers alone (tested on fixed tables): which
+    checkpoint is closer to real music, how far each still is from it, how often a classifier
+    tells it from real music, bits per note and copying."""
     labels = comparison.checkpoints
     total = len(comparison.measures)
     wins = {label: sum(m.closest == label for m in comparison.measures) for label in labels}
     unclear = sum(m.closest is None for m in comparison.measures)
     copy = max(comparison.longest_copy.get(label, 0.0) for label in labels) if labels else 0.0
-    copies = f"copies at most {copy:.3g} beats from training"
+    sentences = []
     if len(labels) == 1:
-        return f"{labels[0]}: {comparison.samples} samples measured; {copies}"
-    best = max(labels, key=lambda label: (wins[label], -labels.index(label)))
-    others = ", ".join(f"{label} on {wins[label]}" for label in labels if label != best and wins[label])
-    parts = []
-    if wins[best] == 0:
-        parts.append(f"no clear difference between {' and '.join(labels)} on any of {total} measures")
+        sentences.append(f"{labels[0]}: {comparison.samples} samples measured")
     else:
-        parts.append(
-            f"{best} is closer to the real music on {wins[best]} of {total} measures"
-            + f" ({unclear} no clear difference" + (f"; {others}" if others else "") + ")"
-        )
+        best = max(labels, key=lambda label: (wins[label], -labels.index(label)))
+        others = ", ".join(f"{label} on {wins[label]}" for label in labels if label != best and wins[label])
+        if wins[best] == 0:
+            sentences.append(f"No clear difference between {' and '.join(labels)} on any of {total} measures")
+        else:
+            sentences.append(
+                f"{best} is closer to the real music on {wins[best]} of {total} measures"
+                + f" ({unclear} no clear difference" + (f"; {others}" if others else "") + ")"
+            )
+    sentences += [far_sentence(comparison, label) for label in labels]
+    told = distinguishability_sentence(comparison)
+    if told:
+        sentences.append(told)
     bits = {label: comparison.bits.get(label, {}).get("validation", math.nan) for label in labels}
     finite = {label: b for label, b in bits.items() if math.isfinite(b)}
+    tail = f"copies at most {copy:.3g} beats from training"
     if len(finite) >= 2:
         lowest = min(finite, key=finite.get)
-        gap = max(finite.values()) - finite[lowest]
-        parts.append(f"{lowest} is {gap:.2f} bits per note lower on validation")
-    parts.append(copies)
-    return ", ".join(parts) + f" ({comparison.samples} samples per checkpoint, 95 % intervals)"
+        tail = f"{lowest} is {max(finite.values()) - finite[lowest]:.2f} bits per note lower on validation; " + tail
+    sentences.append(tail + f" ({comparison.samples} samples per checkpoint, 95 % intervals)")
+    return ". ".join(sentences) + "."
+
+
+def far_sentence(comparison: Comparison, label: str, shown: int = 3) -> str:
+    """How far one checkpoint is from real music: on how many measures, and the farthest few
+    with their values against real music's."""
+    far = [m for m in comparison.measures if m.far.get(label)]
+    where = "the openings' real continuations" if comparison.reference == REAL else "real music"
+    if not far:
+        return f"{label} is within real music's spread on all {len(comparison.measures)} measures"
+
+    def relative(m: Measure) -> float:
+        scale = abs(m.reference) if m.reference else 1.0
+        return m.distances[label][0] / scale
+
+    worst = sorted(far, key=relative, reverse=True)[:shown]
+    details = ", ".join(f"{m.name or m.key} {short(m.values[label][0])} vs {short(m.reference)}" for m in worst)
+    return f"{label} is far from {where} on {len(far)} of {len(comparison.measures)} measures ({details})"
+
+
+def short(value: float) -> str:
+    """Two significant digits, as a sentence wants them: 2.0, 0.29, 0.0058, 34."""
+    text = f"{value:.2g}"
+    return f"{value:.1f}" if "." not in text and "e" not in text and abs(value) < 10 else text
+
+
+def distinguishability_sentence(comparison: Comparison) -> str:
+    found = {k: d for k, d in comparison.distinguishability.items() if math.isfinite(d.accuracy)}
+    parts = [
+        f"{label} {percent(found[label])}" for label in comparison.checkpoints if label in found
+    ]
+    if not parts:
+        return ""
+    sentence = "A classifier tells the samples from real continuations " + ", ".join(parts) + " of the time (50 % = indistinguishable"
+    if REAL_VS_REAL in found:
+        sentence += f"; real from real: {percent(found[REAL_VS_REAL])}"
+    return sentence + ")"
+
+
+def percent(d) -> str:
+    return f"{100 * d.accuracy:.0f} % [{100 * d.low:.0f}–{100 * d.high:.0f}]"
 
 
 # ---- the comparison --------------------------------------------------------------------------------
@@ -342,7 +409,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
     from composer.corpus import write_midi
     from composer.dataset import corpus_voice_ceiling
     from composer.generate import continue_primers, load_sampler, span_end
-    from composer.metrics import TrainingIndex, bootstrap_means, copy_beats, interval
+    from composer.metrics import TrainingIndex, bootstrap_means, classifier_test, copy_beats, feature_matrix, interval
     from composer.report import Cell, ComparisonPage, curves_png, piano_roll_png, pitch_class_png, write_page
     from composer.score import excerpt_window, render_excerpt_svg, voice_ranges
     from composer.storage import write_text
@@ -387,7 +454,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
             end = span_of(opening, sampler)
             heard = continuation(decode_tokens(tokens, vocab), 0.0, end)
             new = continuation(heard, opening.primer.end)
-            rows[row].append(measure_piece(new, heard, ceiling, ranges))
+            rows[row].append(measure_piece(new, heard, ranges))
             copies[row].append(copy_beats(tokens[len(opening.primer.tokens) : -1], vocab, index))
             continuations.append(new)
             if i < len(shown):
@@ -395,27 +462,43 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
                 all_notes.append(heard)
         bits[row] = checkpoint_bits(run, number, sampler.model, corpus, vocab, validation_notes)
         histograms[row] = mean_pitch_classes(continuations)
-    real_rows = []
     unique = list(dict.fromkeys(o.name for o in chosen))
     by_name = {o.name: o for o in openings}
+    excerpts = training_excerpts(corpus, vocab, settings.bars * bar_quarters(openings[0].primer.time_signature or "4/4"))
+    step = max(1, len(excerpts) // REFERENCE_EXCERPTS)
+    excerpt_rows = [measure_piece(e, e, ranges) for e in excerpts[::step]]
+    # real music that continues openings as the samples do: the classifier's side for a --primer
+    # comparison, and the training half of its real-vs-real sanity row
+    training_real = [
+        measure_piece(continuation(o.real, o.primer.end), o.real, ranges)
+        for o in validation_openings(corpus, settings, vocab, "train")[:TRAIN_PIECES_FOR_BITS]
+    ] if corpus.split("train") else []
     if settings.primer is None:
         # the real continuations are cut where the samples' spans end (validation_openings)
-        for name in unique:
-            opening = by_name[name]
-            real_rows.append(measure_piece(continuation(opening.real, opening.primer.end), opening.real, ceiling, ranges))
+        real_of = {n: measure_piece(continuation(by_name[n].real, by_name[n].primer.end), by_name[n].real, ranges) for n in unique}
         for opening in shown:
             shown_notes[(REAL, opening.name)] = (opening.real, opening, opening.end)
             all_notes.append(opening.real)
-        rows[REAL] = real_rows
         copies[REAL] = [
             copy_beats(encode_notes(continuation(by_name[n].real, by_name[n].primer.end), vocab)[1:-1], vocab, index) for n in unique
         ]
         histograms["real pieces"] = mean_pitch_classes([decode_tokens(t, vocab) for t in corpus.split("validation")])
-
-    excerpts = training_excerpts(corpus, vocab, settings.bars * bar_quarters(openings[0].primer.time_signature or "4/4"))
-    step = max(1, len(excerpts) // REFERENCE_EXCERPTS)
-    reference = [measure_piece(e, e, ceiling, ranges) for e in excerpts[::step]]
+        # weighted as the samples are: opening i mod n continued once per sample
+        reference = [real_of[o.name] for o in chosen]
+        rows[EXCERPTS] = excerpt_rows
+        real_side, real_groups = [real_of[n] for n in unique], unique
+    else:
+        reference = excerpt_rows
+        real_side, real_groups = training_real, [f"train {i}" for i in range(len(training_real))]
     measures = compare_measures(rows, reference, labels, settings.seed)
+    told = {
+        row: classifier_test(feature_matrix(rows[row]), feature_matrix(real_side), [o.name for o in chosen], real_groups, settings.seed)
+        for row in labels
+    }
+    if settings.primer is None and training_real:
+        told[REAL_VS_REAL] = classifier_test(
+            feature_matrix(training_real), feature_matrix(real_side), [f"train {i}" for i in range(len(training_real))], real_groups, settings.seed
+        )
     copy_intervals = {}
     for number, (row, values) in enumerate(copies.items()):
         copy_intervals[row] = (float(np.mean(values)), *interval(bootstrap_means(values, seed=settings.seed + number)))
@@ -426,7 +509,9 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         copies=copy_intervals,
         longest_copy={row: float(max(values)) for row, values in copies.items()},
         samples=count,
-        real_is_closest={m.key: real_holds(m, labels) for m in measures if REAL in m.distances},
+        real_is_closest={m.key: real_holds(m, labels) for m in measures if EXCERPTS in m.distances},
+        reference=REAL if settings.primer is None else EXCERPTS,
+        distinguishability=told,
     )
     summary = headline(comparison)
     report(summary)
@@ -500,10 +585,13 @@ def metrics_csv(comparison: Comparison) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     rows = list(comparison.measures[0].values) if comparison.measures else comparison.checkpoints
-    writer.writerow(["measure", "real (training excerpts)", *(f"{r} {part}" for r in rows for part in ("mean", "low", "high")), "closest"])
+    writer.writerow(["measure", f"real ({comparison.reference})", *(f"{r} {part}" for r in rows for part in ("mean", "low", "high")), "closest", "far from real"])
     for m in comparison.measures:
         cells = [f"{x:.6g}" for r in rows for x in m.values.get(r, (math.nan,) * 3)]
-        writer.writerow([m.key, f"{m.reference:.6g}", *cells, m.closest or "no clear difference"])
+        far = " ".join(r.replace(" ", "-") for r, is_far in m.far.items() if is_far)
+        writer.writerow([m.key, f"{m.reference:.6g}", *cells, m.closest or "no clear difference", far or "none"])
     for row, bits in comparison.bits.items():
         writer.writerow([f"bits per note ({row})", "", f"validation {bits['validation']:.6g}", f"training {bits['training']:.6g}"])
+    for row, d in comparison.distinguishability.items():
+        writer.writerow([f"classifier accuracy ({row})", "", f"{d.accuracy:.6g}", f"{d.low:.6g}", f"{d.high:.6g}"])
     return buffer.getvalue()

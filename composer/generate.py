@@ -299,6 +299,13 @@ def primer_from_file(path: Path, bars: float, vocab: Vocabulary) -> Primer:
     return Primer(path.stem, tokens, piece.tempo, piece.time_signature, end)
 
 
+def check_time_signature(text: str) -> None:
+    """A metre such as 3/4 or 6/8: a positive numerator over a power-of-two denominator."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) < 1 or int(parts[1]) not in (1, 2, 4, 8, 16, 32):
+        raise ComposerError(f"--time-signature {text!r}: give a metre such as 4/4, 3/4 or 6/8")
+
+
 def bar_quarters(time_signature: str) -> float:
     numerator, denominator = (int(x) for x in time_signature.split("/"))
     return numerator * 4.0 / denominator
@@ -424,9 +431,13 @@ def generate(
     out: Path | None = None,
     progress: Callable[[int], None] = lambda n: None,
     musicxml: bool = False,
+    time_signature: str | None = None,
 ) -> GenerateResult:
     """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
-    (and, with ``musicxml``, as two-staff scores for notation software beside them)."""
+    (and, with ``musicxml``, as two-staff scores for notation software beside them).
+
+    The metre is ``time_signature`` when given, else the primer's, else the corpus's most
+    common one (run.json): it sets the bars that ``bars`` counts and the files' time signature."""
     import time
 
     from composer.corpus import write_midi
@@ -439,6 +450,8 @@ def generate(
     for name, value in (("--bars", bars), ("--seconds", seconds)):
         if value is not None and value <= 0:
             raise ComposerError(f"{name} {value:g}: must be positive")
+    if time_signature is not None:
+        check_time_signature(time_signature)
     check_settings(settings)
     if out is not None and out.exists() and not out.is_dir():
         raise ComposerError(f"{out}: is a file, not a folder; choose another --out")
@@ -450,7 +463,7 @@ def generate(
         )
     sampler = load_sampler(run, epoch)
     first = primer_from_file(primer, primer_bars, vocab) if primer else Primer("bos", np.array([BOS], np.int32))
-    first.time_signature = first.time_signature or sampler.time_signature
+    first.time_signature = time_signature or first.time_signature or sampler.time_signature
     first.bpm = first.bpm or bpm or sampler.median_bpm
     started = time.perf_counter()
     samples = continue_primers(sampler, [first] * num, settings, bars, seconds, progress)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from composer import ComposerError
 from composer.cli import app
-from composer.compare import REAL, CompareSettings, compare, validation_openings
+from composer.compare import EXCERPTS, REAL, REAL_VS_REAL, CompareSettings, compare, validation_openings
 from composer.dataset import TokenCorpus, tokenize_corpus
 from composer.generate import bar_quarters
 from composer.report import format_value
@@ -91,8 +91,9 @@ def test_compare_writes_every_artifact(tiny_page):
     comparison = result.comparison
     assert comparison.checkpoints == ["epoch 1", "epoch 2"] and comparison.samples == 4
     for m in comparison.measures:
-        assert list(m.values) == ["epoch 1", "epoch 2", REAL], m.key
+        assert list(m.values) == ["epoch 1", "epoch 2", EXCERPTS], m.key
         assert m.closest in (None, "epoch 1", "epoch 2"), m.key
+        assert set(m.far) == {"epoch 1", "epoch 2"} and m.name, m.key
         for mean, low, high in m.values.values():
             assert not math.isfinite(mean) or low - 1e-9 <= mean <= high + 1e-9, m
     saved = json.loads((out / "metrics.json").read_text())
@@ -104,9 +105,13 @@ def test_compare_writes_every_artifact(tiny_page):
         assert math.isfinite(saved["bits"][row]["training"])
     with open(out / "metrics.csv", newline="") as f:
         table = list(csv.reader(f))
-    assert table[0][:2] == ["measure", "real (training excerpts)"] and table[0][-1] == "closest"
+    assert table[0][:2] == ["measure", f"real ({REAL})"] and table[0][-2:] == ["closest", "far from real"]
     assert [row[0] for row in table[1 : 1 + len(comparison.measures)]] == [m.key for m in comparison.measures]
-    assert {row[-1] for row in table[1 : 1 + len(comparison.measures)]} <= {"epoch 1", "epoch 2", "no clear difference"}
+    assert {row[-2] for row in table[1 : 1 + len(comparison.measures)]} <= {"epoch 1", "epoch 2", "no clear difference"}
+    # a classifier row per checkpoint and the real-vs-real sanity row, accuracies in [0, 1]
+    told = comparison.distinguishability
+    assert set(told) == {"epoch 1", "epoch 2", REAL_VS_REAL}
+    assert all(0 <= d.accuracy <= 1 for d in told.values()) and "A classifier tells the samples" in result.headline
     html = result.page.read_text(encoding="utf-8")
     assert f'<p id="headline">{escape(result.headline)}</p>' in html
 
@@ -366,3 +371,30 @@ def test_demo_trains_compares_and_continues(tmp_path, monkeypatch):
     again = demo_module.demo(out, epochs=2, save_at=(1, 2), num=1, bars=1, report=lines.append)
     assert any("already trained 2 epochs" in line for line in lines)
     assert again.pages[0] != result.pages[0]  # a new comparison stamp, the run untouched
+
+
+def test_openings_are_drawn_across_collections_and_metres():
+    """A validation set of 3 collections (60 reels, 30 jigs in 6/8, 10 waltzes in 3/4): the first
+    few openings already come from all three, in proportion, in a seeded order."""
+    from composer.dataset import PieceRecord
+    from composer.tokens import Note
+
+    vocab = Vocabulary()
+    records, tokens = [], []
+    for folder, count, signature in (("reels", 60, "4/4"), ("jigs", 30, "6/8"), ("waltzes", 10, "3/4")):
+        for i in range(count):
+            notes = [Note(60 + (i + k) % 12, k * 0.5, 0.5) for k in range(48)]
+            records.append(PieceRecord(f"{folder}/{folder}{i:02d}", "", "", 120.0, signature, "", 48, 0, "validation"))
+            tokens.append(encode_notes(notes, vocab))
+    corpus = TokenCorpus(vocab, records, tokens)
+    settings = CompareSettings(bars=2, primer_bars=1)
+    openings = validation_openings(corpus, settings, vocab)
+    assert len(openings) == 100
+    assert {o.name.split("_")[0] for o in openings[:8]} == {"jigs", "reels", "waltzes"}
+    # 32 samples take the first 32 openings: each collection in proportion to its size
+    counts = {c: sum(o.name.startswith(c) for o in openings[:32]) for c in ("reels", "jigs", "waltzes")}
+    assert counts == {"reels": 19, "jigs": 10, "waltzes": 3}, counts
+    assert {o.primer.time_signature for o in openings[:8]} == {"4/4", "6/8", "3/4"}
+    other = validation_openings(corpus, CompareSettings(bars=2, primer_bars=1, seed=1), vocab)
+    assert [o.name for o in other] != [o.name for o in openings]
+    assert [o.name for o in validation_openings(corpus, settings, vocab)] == [o.name for o in openings]

@@ -595,3 +595,15 @@ def test_load_checkpoint_errors_are_one_line(tmp_path, vocab):
     with pytest.raises(ComposerError, match="vocabulary") as error:
         load_checkpoint(path, len(vocab) + 1)
     assert "\n" not in str(error.value)
+
+
+def test_time_signature_sets_the_metre_and_the_bars_of_an_unprimed_sample(run_dir, vocab, tmp_path):
+    import pretty_midi
+
+    paths = written_paths(invoke("generate", run_dir, "--epoch", 1, "--num", 2, "--bars", 2, "--time-signature", "3/4", "--out", tmp_path))
+    for path in paths:
+        midi = pretty_midi.PrettyMIDI(str(path))
+        assert [(t.numerator, t.denominator) for t in midi.time_signature_changes] == [(3, 4)]
+        # 2 bars of 3/4 are 6 quarters: the file lasts exactly that, not 8 quarters of 4/4
+        assert midi.get_end_time() == pytest.approx(6 * 60 / RUN_BPM, abs=1e-3)
+    assert "--time-signature '7/5'" in one_line_error(invoke("generate", run_dir, "--epoch", 1, "--time-signature", "7/5", "--out", tmp_path / "x"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from html import escape
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from composer.cli import app
-from composer.compare import REAL, Comparison, Measure, clearly_closest, headline, real_holds
+from composer.compare import EXCERPTS, REAL, REAL_VS_REAL, Comparison, Measure, clearly_closest, far_from_real, headline, real_holds
 from composer.generate import Primer, SampleSettings, continue_primers, load_sampler, primer_from_file, span_end
 from composer.metrics import (
     bootstrap_means,
@@ -145,7 +146,7 @@ def test_a_winner_only_where_the_intervals_separate():
 
 def fixed_comparison(closest: list[str | None]) -> Comparison:
     measures = [
-        Measure(f"m{i}", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), "epoch 150": (0.1, 0.0, 0.2), REAL: (0.01, 0.0, 0.05)}, c)
+        Measure(f"m{i}", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), "epoch 150": (0.1, 0.0, 0.2), EXCERPTS: (0.01, 0.0, 0.05)}, c)
         for i, c in enumerate(closest)
     ]
     return Comparison(
@@ -166,12 +167,40 @@ def test_headline_from_a_fixed_table():
     assert "copies at most 1.5 beats from training" in text  # the checkpoints', not the real pieces'
     assert "32 samples per checkpoint" in text
     unclear = headline(fixed_comparison([None] * 8))
-    assert unclear.startswith("no clear difference between epoch 100 and epoch 150 on any of 8 measures")
+    assert unclear.startswith("No clear difference between epoch 100 and epoch 150 on any of 8 measures")
+
+
+def test_headline_says_how_far_each_checkpoint_is_from_real_music_and_how_often_it_is_told_apart():
+    from composer.metrics import Distinguishability
+
+    comparison = fixed_comparison([None] * 3)
+    fifths, in_key, voices = comparison.measures
+    fifths.name, fifths.reference, fifths.values = "parallel fifths", 0.3, {"epoch 100": (2.4, 2.0, 2.8), "epoch 150": (2.1, 1.8, 2.4)}
+    in_key.name, in_key.reference, in_key.values = "in key", 0.94, {"epoch 100": (0.85, 0.83, 0.87), "epoch 150": (0.93, 0.92, 0.95)}
+    voices.name, voices.values = "voices", {"epoch 100": (3.9, 3.8, 4.0), "epoch 150": (3.9, 3.8, 4.0)}
+    voices.distances = {"epoch 100": (0.02, 0.0, 0.04), "epoch 150": (0.02, 0.0, 0.04), EXCERPTS: (0.02, 0.0, 0.05)}
+    fifths.distances = {"epoch 100": (2.1, 1.7, 2.5), "epoch 150": (1.8, 1.5, 2.1), EXCERPTS: (0.05, 0.0, 0.1)}
+    in_key.distances = {"epoch 100": (0.09, 0.07, 0.11), "epoch 150": (0.01, 0.0, 0.02), EXCERPTS: (0.005, 0.0, 0.03)}
+    for m in comparison.measures:
+        m.far = {c: far_from_real(m, c) for c in comparison.checkpoints}
+    assert fifths.far == {"epoch 100": True, "epoch 150": True} and in_key.far == {"epoch 100": True, "epoch 150": False}
+    comparison.distinguishability = {
+        "epoch 100": Distinguishability(0.91, 0.85, 0.96, (32, 30)), "epoch 150": Distinguishability(0.72, 0.68, 0.76, (32, 30)),
+        REAL_VS_REAL: Distinguishability(0.52, 0.4, 0.63, (30, 30)),
+    }
+    text = headline(comparison)
+    assert "epoch 100 is far from the openings' real continuations on 2 of 3 measures (parallel fifths 2.4 vs 0.3, in key 0.85 vs 0.94)" in text
+    assert "epoch 150 is far from the openings' real continuations on 1 of 3 measures (parallel fifths 2.1 vs 0.3)" in text
+    assert "epoch 150 72 % [68–76]" in text and "epoch 100 91 % [85–96]" in text and "real from real: 52 % [40–63]" in text
+    assert "50 % = indistinguishable" in text
+    near = fixed_comparison([None])
+    near.measures[0].far = {"epoch 100": False, "epoch 150": False}
+    assert "epoch 150 is within real music's spread on all 1 measures" in headline(near)
 
 
 def test_real_music_must_not_be_beaten_clearly():
-    good = Measure("m", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), REAL: (0.05, 0.0, 0.15)})
-    broken = Measure("m", "", 0.5, {}, {"epoch 100": (0.02, 0.0, 0.04), REAL: (0.3, 0.2, 0.4)})
+    good = Measure("m", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), EXCERPTS: (0.05, 0.0, 0.15)})
+    broken = Measure("m", "", 0.5, {}, {"epoch 100": (0.02, 0.0, 0.04), EXCERPTS: (0.3, 0.2, 0.4)})
     assert real_holds(good, ["epoch 100"]) and not real_holds(broken, ["epoch 100"])
 
 
@@ -183,7 +212,7 @@ def test_real_continuations_are_at_least_as_close_as_the_reference_checkpoints(t
     assert set(result.comparison.real_is_closest) == {m.key for m in result.comparison.measures}
     failing = [key for key, ok in result.comparison.real_is_closest.items() if not ok]
     assert not failing, f"a checkpoint is clearly closer to real music than real music on {failing}"
-    assert result.headline in (tmp_path / "page" / "index.html").read_text()
+    assert escape(result.headline) in (tmp_path / "page" / "index.html").read_text()
     assert "24 samples per checkpoint" in result.headline
 
 

@@ -164,3 +164,103 @@ def test_real_chorales_sound_like_chorales_and_random_tokens_do_not(chorales, vo
         assert spans.sum() == pytest.approx(max(n.start + n.duration for n in notes) - min(n.start for n in notes))
     assert np.mean([chord_tone_rate(n) for n in noise]) < np.mean([chord_tone_rate(n) for n in real]) - 0.15
     assert np.mean([in_key_rate(n) for n in noise]) < np.mean([in_key_rate(n) for n in real]) - 0.2
+
+
+# ---- the classifier two-sample test, the beat and harmony features --------------------------------
+
+
+@pytest.fixture(scope="module")
+def chorale_excerpts() -> list[list[Note]]:
+    """8-bar excerpts (after a 2-bar opening) of 48 bundled chorales, as continuations are measured."""
+    from composer.generate import continuation
+
+    files = sorted(CHORALES.glob("*.mid"))[:48]
+    return [continuation(read_piece(f).notes, 8.0, 40.0) for f in files]
+
+
+def measured(pieces: list[list[Note]]) -> np.ndarray:
+    from composer.compare import measure_piece
+    from composer.metrics import feature_matrix
+
+    return feature_matrix([measure_piece(p, p, RANGES) for p in pieces])
+
+
+RANGES = ((60, 81), (55, 74), (48, 69), (40, 62))  # S, A, T, B as score.voice_ranges learns them
+
+
+def test_classifier_cannot_tell_real_chorales_from_real_chorales(chorale_excerpts):
+    from composer.metrics import classifier_test
+
+    features = measured(chorale_excerpts)
+    names = [f"piece {i}" for i in range(len(features))]
+    result = classifier_test(features[0::2], features[1::2], names[0::2], names[1::2], seed=0)
+    assert result.pieces == (24, 24)
+    assert 0.3 <= result.accuracy <= 0.7 and result.low <= 0.5 <= result.high, result
+
+
+def test_classifier_tells_random_notes_from_chorales_every_time(chorale_excerpts):
+    from composer.metrics import classifier_test
+
+    rng = np.random.default_rng(0)
+    # as many notes as a chorale excerpt, random pitches in the choir's range at the same onsets
+    noise = [[Note(int(rng.integers(40, 82)), n.start, n.duration) for n in piece] for piece in chorale_excerpts[:24]]
+    real = measured(chorale_excerpts[24:])
+    result = classifier_test(measured(noise), real, [f"noise {i}" for i in range(24)], [f"piece {i}" for i in range(24)], seed=0)
+    assert result.accuracy >= 0.95 and result.low >= 0.85, result
+
+
+def test_classifier_is_near_chance_on_equal_gaussians_and_grows_with_the_shift():
+    from composer.metrics import CLASSIFIER_FEATURES, classifier_test
+
+    rng = np.random.default_rng(3)
+    width = len(CLASSIFIER_FEATURES)
+    groups_a, groups_b = [f"a{i}" for i in range(60)], [f"b{i}" for i in range(60)]
+    same = [classifier_test(rng.normal(size=(60, width)), rng.normal(size=(60, width)), groups_a, groups_b, seed=s).accuracy for s in range(5)]
+    assert abs(np.mean(same) - 0.5) < 0.08, same
+    shifted = [classifier_test(rng.normal(size=(60, width)), rng.normal(size=(60, width)) + shift, groups_a, groups_b).accuracy for shift in (0.3, 3.0)]
+    assert shifted[0] < shifted[1] and shifted[1] > 0.98, shifted
+
+
+def test_classifier_keeps_a_group_on_one_side_of_every_fold():
+    from composer.metrics import CLASSIFIER_FEATURES, classifier_test
+
+    # each group's pieces are identical copies: a classifier allowed to see a group in training
+    # would recognise it; kept to one side, it is back to chance
+    rng = np.random.default_rng(5)
+    width = len(CLASSIFIER_FEATURES)
+    a, b = rng.normal(size=(20, width)), rng.normal(size=(20, width))
+    first, second = np.repeat(a, 4, axis=0), np.repeat(b, 4, axis=0)
+    groups = [f"g{i}" for i in range(20) for _ in range(4)]
+    result = classifier_test(first, second, groups, [f"h{i}" for i in range(20) for _ in range(4)], seed=0)
+    assert result.accuracy < 0.75, result
+
+
+def test_too_few_pieces_give_no_verdict_rather_than_a_number():
+    from composer.metrics import CLASSIFIER_FEATURES, classifier_test
+
+    one = np.zeros((1, len(CLASSIFIER_FEATURES)))
+    assert math.isnan(classifier_test(one, one, ["a"], ["b"]).accuracy)
+
+
+def test_beat_measures_catch_a_chorale_shifted_by_a_sixteenth(chorale_excerpts):
+    from composer.metrics import beat_measures
+
+    piece = chorale_excerpts[0]
+    shifted = [Note(n.pitch, n.start + 0.25, n.duration) for n in piece]
+    real, lost = beat_measures(piece), beat_measures(shifted)
+    assert real["on_beat_share"] > 0.6 and real["odd_sixteenth_share"] < 0.05, real
+    assert lost["on_beat_share"] < 0.05 and lost["odd_sixteenth_share"] > 0.6, lost
+
+
+def test_harmony_features_read_chords_and_the_top_voice():
+    from composer.metrics import harmony_features
+
+    dominant = [Note(p, 0.0, 1.0) for p in (43, 59, 62, 65)]  # G7: G B D F
+    cluster = [Note(p, 1.0, 1.0) for p in (60, 61, 62)]
+    values = harmony_features(dominant + cluster)
+    assert values["dominant_seventh_share"] == 0.5 and values["non_chord_sonority_share"] == 0.5
+    # top voice F -> D: a minor third
+    assert values["top_semitone_share"] == 0 and values["top_step_share"] == 0 and values["top_leap_share"] == 0
+    scale = harmony_features(melody([60, 61, 63, 70]))
+    assert scale["top_semitone_share"] == pytest.approx(1 / 3) and scale["top_step_share"] == pytest.approx(1 / 3)
+    assert scale["top_leap_share"] == pytest.approx(1 / 3)
