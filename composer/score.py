@@ -5,7 +5,9 @@ and the voice-leading measures a score shows at a glance.
   textures (at most 4 notes sounding most of the time), otherwise right hand / left hand of a
   grand staff. Every note is kept exactly once.
 * ``write_musicxml`` lays the voices out on two staves (treble: the upper voices, bass: the
-  lower), with key signature, metre, tempo, pitches spelled in the key and ties across barlines.
+  lower), with key signature, metre, tempo, pitches spelled in the key, accidentals as an
+  engraver writes them (``accidentals_needed``) and ties across barlines.
+  ``accidental_errors`` re-reads any MusicXML file and counts accidentals shown in vain or missing.
 * ``render_excerpt_svg`` engraves a window of the piece with verovio, primer notes in grey.
 * ``voice_leading`` counts parallel fifths and octaves, voice crossings and notes outside each
   voice's usual range (``voice_ranges`` learns the ranges from real chorales).
@@ -388,18 +390,23 @@ def _key(name: str):
     return music21.key.Key(tonic if mode == "major" else tonic.lower())
 
 
+# The other five pitch classes of a key, as intervals above its tonic, each spelled as Bach spells
+# it most often (music21's 400 Bach chorales, key estimated from their notes as here: 98 % of
+# chromatic notes as he wrote them, against 86 % for "sharps in sharp keys, flats in flat keys").
+# Major: raised 1st, 4th and 5th (leading tones of ii, V, vi), flat 3rd and 7th (mixture, V of IV);
+# minor: the raised 6th and 7th of melodic and harmonic minor, the Neapolitan flat 2nd, the
+# Picardy major 3rd and the raised 4th (leading tone of V).
+_CHROMATIC_INTERVALS = {"major": ("A1", "m3", "A4", "A5", "m7"), "minor": ("M6", "M7", "m2", "M3", "A4")}
+
+
 def _speller(key) -> dict[int, str]:
-    """Pitch class -> spelled name in ``key``: scale notes as the scale spells them (minor with
-    its raised sixth and seventh), the rest with the key's kind of accidental."""
+    """Pitch class -> spelled name in ``key``: scale notes as the scale spells them, the other
+    five as ``_CHROMATIC_INTERVALS`` says."""
     names = {p.pitchClass: p.name for p in key.getScale().getPitches()}
-    if key.mode == "minor":
-        for interval in ("M6", "M7"):  # melodic and harmonic minor: the leading tone is a sharp
-            raised = key.tonic.transpose(interval)
-            names.setdefault(raised.pitchClass, raised.name)
-    flats = ["C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B"]
-    sharps = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-    fallback = flats if key.sharps < 0 else sharps
-    return {pc: names.get(pc, fallback[pc]) for pc in range(12)}
+    for interval in _CHROMATIC_INTERVALS[key.mode]:
+        chromatic = key.tonic.transpose(interval)
+        names.setdefault(chromatic.pitchClass, chromatic.name)
+    return names
 
 
 def _pitch(midi: int, spelling: dict[int, str]):
@@ -410,6 +417,162 @@ def _pitch(midi: int, spelling: dict[int, str]):
     pitch.octave = 4
     pitch.octave = 4 + (midi - int(pitch.midi)) // 12
     return pitch
+
+
+# ---- accidentals --------------------------------------------------------------------------
+
+_SHARP_ORDER = "FCGDAEB"  # the order a key signature adds sharps; flats come in reverse
+
+
+def key_alters(fifths: int) -> dict[str, int]:
+    """Step -> alteration the key signature of ``fifths`` (sharps > 0, flats < 0) gives it."""
+    sharps, flats = _SHARP_ORDER[: max(0, fifths)], _SHARP_ORDER[::-1][: max(0, -fifths)]
+    return {step: 1 if step in sharps else -1 if step in flats else 0 for step in _SHARP_ORDER}
+
+
+@dataclass(frozen=True)
+class WrittenNote:
+    """One notehead of one staff and bar, as the accidental rule sees it."""
+
+    onset: Fraction  # from the barline; only the order matters
+    step: str
+    octave: int
+    alter: int
+    tied_over: bool  # continues a note tied from before: it never shows an accidental
+
+
+def accidentals_needed(bar: Sequence[WrittenNote], alters: dict[str, int]) -> list[bool]:
+    """Whether each note of one staff's bar must show an accidental, as engravers write them.
+
+    A note shows one where its alteration differs from what its step and octave carry at that
+    moment: the key signature's, or the last accidental on that step and octave earlier in the
+    bar (in any voice of the staff). A barline restores the key signature. A note tied over
+    shows none; where it departs from what the bar carries (a sharp tied into a new bar), the next
+    note on its step and octave shows its accidental whatever it is: the sharp again, or the
+    natural that cancels it, as MuseScore does. So does the next note after two alterations of
+    one step and octave struck together (both show theirs): the reader cannot tell which holds.
+    """
+    unsure = None  # what a step and octave carries when the reader cannot know
+    carried: dict[tuple[str, int], int | None] = {}
+    needed = [False] * len(bar)
+    order = sorted(range(len(bar)), key=lambda i: bar[i].onset)
+    for _, group in itertools.groupby(order, key=lambda i: bar[i].onset):
+        group = list(group)
+        at_once: dict[tuple[str, int], set[int]] = {}
+        for i in group:
+            if not bar[i].tied_over:
+                at_once.setdefault((bar[i].step, bar[i].octave), set()).add(bar[i].alter)
+        for i in group:
+            place = (bar[i].step, bar[i].octave)
+            departs = carried.get(place, alters[bar[i].step]) != bar[i].alter
+            needed[i] = not bar[i].tied_over and (departs or len(at_once[place]) > 1)
+        for place, kinds in at_once.items():
+            carried[place] = next(iter(kinds)) if len(kinds) == 1 else unsure
+        for i in group:
+            place = (bar[i].step, bar[i].octave)
+            if bar[i].tied_over and carried.get(place, alters[bar[i].step]) != bar[i].alter:
+                carried[place] = unsure
+    return needed
+
+
+def _show_accidentals(measure, alters: dict[str, int]) -> None:
+    """Set every note's accidental display in one staff's bar. music21's ``makeAccidentals``
+    is not used: it walks a bar's voices one after another rather than in time order, so a late
+    note of the first voice would decide an earlier note of the second."""
+    import music21
+
+    heads = [
+        (element, pitch)
+        for voice in measure.voices
+        for element in voice.notes
+        for pitch in element.pitches
+    ]
+    bar = [
+        WrittenNote(
+            Fraction(element.offset),
+            pitch.step,
+            int(pitch.octave),
+            int(round(pitch.alter)),
+            element.tie is not None and element.tie.type != "start",
+        )
+        for element, pitch in heads
+    ]
+    for (element, pitch), needed in zip(heads, accidentals_needed(bar, alters)):
+        # a tied natural is written as one (<alter>0</alter>) even where none is shown: music21
+        # joins a tie's middle part only to an identical pitch, and takes a shown natural and
+        # no accidental for two pitches
+        if pitch.accidental is None and (needed or element.tie is not None):
+            pitch.accidental = music21.pitch.Accidental("natural")
+        if pitch.accidental is not None:
+            pitch.accidental.displayStatus = needed
+
+
+@dataclass(frozen=True)
+class AccidentalErrors:
+    """Engraving faults of a MusicXML score, read against its key signatures bar by bar."""
+
+    redundant: int  # accidentals shown where the key signature or the bar already says so
+    missing: int  # notes whose alteration the reader would not know (or is shown wrongly)
+
+    @property
+    def total(self) -> int:
+        return self.redundant + self.missing
+
+
+_ACCIDENTAL_ALTERS = {"natural": 0, "sharp": 1, "flat": -1, "double-sharp": 2, "sharp-sharp": 2, "flat-flat": -2}
+
+
+def accidental_errors(musicxml: bytes) -> AccidentalErrors:
+    """Re-read a MusicXML file and count accidentals shown where none is due and notes whose
+    alteration is not shown where one is (by ``accidentals_needed``, staff by staff)."""
+    import xml.etree.ElementTree as ET
+
+    redundant = missing = 0
+    for part in ET.fromstring(musicxml).iter("part"):
+        alters: dict[str, dict[str, int]] = {}  # staff -> its key signature; "" for all staves
+        for measure in part.iter("measure"):
+            for key in measure.iter("key"):
+                alters[key.get("number", "")] = key_alters(int(key.findtext("fifths", "0")))
+            for staff, heads in _staff_heads(measure).items():
+                bar = [written for written, _ in heads]
+                staff_alters = alters.get(staff) or alters.get("", key_alters(0))
+                for (written, shown), needed in zip(heads, accidentals_needed(bar, staff_alters)):
+                    if shown is not None and not needed:
+                        redundant += 1
+                    elif needed and shown != written.alter:
+                        missing += 1
+    return AccidentalErrors(redundant, missing)
+
+
+def _staff_heads(measure) -> dict[str, list[tuple[WrittenNote, int | None]]]:
+    """A MusicXML bar's pitched notes by staff: (note, alteration its accidental shows or None),
+    onsets counted through <backup>, <forward> and <chord/>."""
+    heads: dict[str, list[tuple[WrittenNote, int | None]]] = {}
+    position = onset = 0
+    for element in measure:
+        duration = int(element.findtext("duration", "0"))
+        if element.tag == "backup":
+            position -= duration
+        elif element.tag == "forward":
+            position += duration
+        elif element.tag == "note":
+            if element.find("chord") is None:
+                onset = position
+                position += 0 if element.find("grace") is not None else duration
+            pitch = element.find("pitch")
+            if pitch is None:
+                continue  # a rest
+            accidental = element.findtext("accidental")
+            written = WrittenNote(
+                Fraction(onset),
+                pitch.findtext("step"),
+                int(pitch.findtext("octave")),
+                int(round(float(pitch.findtext("alter", "0")))),
+                any(tie.get("type") == "stop" for tie in element.iter("tie")),
+            )
+            shown = None if accidental is None else _ACCIDENTAL_ALTERS.get(accidental.strip())
+            heads.setdefault(element.findtext("staff", "1"), []).append((written, shown))
+    return heads
 
 
 def build_score(
@@ -424,13 +587,19 @@ def build_score(
     part_name: str | None = None,
 ):
     """The music21 Score of a piece: one brace of two staves, voices laid out as ``assign_voices``
-    says, split at barlines with ties; primer notes (onset before ``primer_end``) coloured grey."""
+    says, split at barlines with ties; primer notes (onset before ``primer_end``) coloured grey.
+
+    ``key`` ("G major", "F# minor"; "" for C major) is the one key signature of every bar and
+    the key every pitch is spelled in, whatever the notes suggest: scores that must agree (the
+    openings of one comparison page) pass the same key.
+    """
     import music21
     from music21 import stream
 
     voices = voices or assign_voices(notes)
     music_key = _key(key)
     spelling = _speller(music_key)
+    alters = key_alters(music_key.sharps)
     bar, beat = bar_steps(time_signature), beat_steps(time_signature)
     end = max((_steps(n.start) + max(1, _steps(n.duration)) for n in notes), default=bar)
     bars = max(1, -(-end // bar))
@@ -469,6 +638,7 @@ def build_score(
                 voice = stream.Voice(id=str(voice_number + k + 1))
                 _fill_bar(voice, chords, number * bar, bar, beat, spelling, stem, hidden_rests=not rests_shown)
                 measure.insert(0, voice)
+            _show_accidentals(measure, alters)
             part.append(measure)
         voice_number += len(layers)
         staves.append(part)
@@ -578,12 +748,23 @@ def beat_steps(time_signature: str) -> int:
 
 
 def musicxml_bytes(score) -> bytes:
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
+    """A score from ``build_score`` as MusicXML, with parts named P1, P2, ... in score order (not
+    music21's random ids, so that the same piece always gives the same file) and without the
+    placeholder title and composer music21 writes into an untitled, uncredited score."""
+    from music21 import defaults
+    from music21.musicxml.m21ToXml import ScoreExporter
 
-    # makeNotation=False: measures, ties and note values are already laid out here
-    exporter = GeneralObjectExporter(score)
-    exporter.makeNotation = False
-    return exporter.parse()
+    # makeNotation=False: measures, ties, note values and accidentals are already laid out here
+    exporter = ScoreExporter(score, makeNotation=False)
+    root = exporter.parse()
+    ids = {part.get("id"): f"P{k + 1}" for k, part in enumerate(root.iter("score-part"))}
+    for element in (*root.iter("score-part"), *root.iter("part")):
+        element.set("id", ids[element.get("id")])
+    for parent in (root, *root.iter("identification")):
+        for child in list(parent):
+            if child.tag in ("movement-title", "creator") and child.text in (defaults.title, defaults.author):
+                parent.remove(child)
+    return exporter.asBytes()
 
 
 def write_musicxml(
@@ -644,8 +825,9 @@ def render_excerpt_svg(
 
     Voices and staves are chosen on the whole piece, so the excerpt reads as the full score
     does; primer notes (onset before ``primer_end``, in the piece's quarters) are grey. The key
-    is estimated from the whole piece when None. ``start_quarter`` should fall on a barline
-    (``excerpt_window`` gives one) so that bars are counted from there.
+    is estimated from the whole piece when None; a key given ("G major") is used exactly, as in
+    ``build_score``, so that excerpts which must agree can share one. ``start_quarter`` should
+    fall on a barline (``excerpt_window`` gives one) so that bars are counted from there.
     """
     import verovio
 

@@ -16,16 +16,21 @@ import pytest
 from composer.corpus import estimate_key
 from composer.score import (
     CHORALE,
+    AccidentalErrors,
     DEFAULT_RANGES,
     GRAND_STAFF,
     PRIMER_COLOUR,
     SATB,
     VOICE_LEADING_RATES,
     Voices,
+    _staff_heads,
     _written_values,
+    accidental_errors,
     assign_voices,
+    build_score,
     excerpt_notes,
     excerpt_window,
+    musicxml_bytes,
     render_excerpt_svg,
     voice_leading,
     voice_lines,
@@ -256,6 +261,154 @@ def test_pitches_are_spelled_in_the_key(tmp_path):
     # A major: F-sharp, C-sharp and G-sharp, and B-sharp never appears as a C
     names = spelled([Note(66, 0, 1), Note(61, 1, 1), Note(68, 2, 1), Note(60, 3, 1)], "A major")
     assert names == {66: "F#4", 61: "C#4", 68: "G#4", 60: "C4"}
+    # chromatic notes by their harmony, as Bach spells them: in C major the F-sharp and G-sharp
+    # leading tones but the B-flat of V/IV; in D minor the Picardy F-sharp, the G-sharp leading
+    # to V and the Neapolitan E-flat
+    names = spelled([Note(66, 0, 1), Note(68, 1, 1), Note(70, 2, 1), Note(61, 3, 1)], "C major")
+    assert names == {66: "F#4", 68: "G#4", 70: "B-4", 61: "C#4"}
+    names = spelled([Note(66, 0, 1), Note(68, 1, 1), Note(63, 2, 1)], "D minor")
+    assert names == {66: "F#4", 68: "G#4", 63: "E-4"}
+
+
+# ---- accidentals --------------------------------------------------------------------------
+
+E, D, D_SHARP, F_SHARP, G_SHARP = 64, 62, 63, 66, 68
+A, G = 69, 67
+
+
+def melody(*bars: list[tuple[int, float]]) -> list[Note]:
+    """Notes of a single line in 4/4, given bar by bar as (pitch, beats) filling each bar."""
+    notes, start = [], 0.0
+    for bar in bars:
+        for pitch, beats in bar:
+            notes.append(Note(pitch, start, beats))
+            start += beats
+    return notes
+
+
+def shown(data: bytes) -> list[tuple[int, str, str | None]]:
+    """(bar, written pitch, accidental shown) of every notehead of a MusicXML file, in time order
+    staff by staff; a note tied over from the bar before is marked with a leading "~"."""
+    import xml.etree.ElementTree as ET
+
+    signs = {None: None, 0: "natural", 1: "sharp", -1: "flat"}
+    spelled = {0: "", 1: "#", -1: "-", 2: "##", -2: "--"}
+    found = []
+    for measure in ET.fromstring(data).iter("measure"):
+        for _, heads in sorted(_staff_heads(measure).items()):
+            for written, sign in sorted(heads, key=lambda head: head[0].onset):
+                name = f"{'~' * written.tied_over}{written.step}{spelled[written.alter]}{written.octave}"
+                found.append((int(measure.get("number")), name, signs[sign]))
+    return found
+
+
+def engraved(notes: list[Note], key: str) -> bytes:
+    return musicxml_bytes(build_score(notes, key))
+
+
+def as_music21_writes_it(notes: list[Note], key: str) -> bytes:
+    """The score as it was exported before accidentals were worked out: music21, left to itself
+    with makeNotation=False, shows every sharp and flat and never a natural."""
+    score = build_score(notes, key)
+    for element in score.recurse().notes:
+        for pitch in element.pitches:
+            if pitch.accidental is not None and pitch.accidental.name == "natural":
+                pitch.accidental = None
+            elif pitch.accidental is not None:
+                pitch.accidental.displayStatus = None
+    return musicxml_bytes(score)
+
+
+# E major, four sharps: D-natural departs from the key and needs a natural, once per bar
+E_MAJOR_PASSAGE = melody([(E, 1), (D, 1), (F_SHARP, 1), (G_SHARP, 1)], [(D_SHARP, 1), (D, 1), (D, 1), (D_SHARP, 1)])
+
+
+def test_a_note_departing_from_the_key_signature_shows_a_natural_and_the_key_s_own_notes_none():
+    data = engraved(E_MAJOR_PASSAGE, "E major")
+    assert shown(data) == [
+        (1, "E4", None), (1, "D4", "natural"), (1, "F#4", None), (1, "G#4", None),
+        # the key's D-sharp needs no sign; the natural holds for the bar; the sharp then cancels it
+        (2, "D#4", None), (2, "D4", "natural"), (2, "D4", None), (2, "D#4", "sharp"),
+    ]
+    assert accidental_errors(data) == AccidentalErrors(redundant=0, missing=0)
+
+
+def test_the_checker_fails_on_accidentals_music21_shows_by_itself():
+    # the sharps on F, G and the first D are in the key signature; both D-naturals lack their sign
+    assert accidental_errors(as_music21_writes_it(E_MAJOR_PASSAGE, "E major")) == AccidentalErrors(redundant=3, missing=2)
+    assert accidental_errors(engraved(E_MAJOR_PASSAGE, "E major")).total == 0
+
+
+def test_a_raised_leading_tone_shows_its_sharp_once_per_bar_and_again_after_the_barline():
+    notes = melody(
+        [(A, 1), (G_SHARP, 1), (G_SHARP, 1), (A, 1)],
+        [(G_SHARP, 1), (G, 1), (A, 1), (G_SHARP, 2)],  # the last G-sharp is tied into bar 3
+        [(A, 1), (G_SHARP, 1), (G, 1)],
+    )
+    data = engraved(notes, "A minor")
+    assert shown(data) == [
+        (1, "A4", None), (1, "G#4", "sharp"), (1, "G#4", None), (1, "A4", None),
+        (2, "G#4", "sharp"), (2, "G4", "natural"), (2, "A4", None), (2, "G#4", "sharp"),
+        # a tied note does not repeat its sharp; the next G on that line restates the sharp
+        (3, "~G#4", None), (3, "A4", None), (3, "G#4", "sharp"), (3, "G4", "natural"),
+    ]
+    assert accidental_errors(data).total == 0
+
+
+def test_after_a_sharp_tied_over_the_barline_the_next_natural_is_shown():
+    notes = melody([(A, 3), (G_SHARP, 2)], [(A, 1), (G, 1), (G, 1)])
+    assert shown(engraved(notes, "A minor"))[2:] == [
+        (2, "~G#4", None), (2, "A4", None), (2, "G4", "natural"), (2, "G4", None),
+    ]
+
+
+def test_accidentals_are_reckoned_per_staff_in_time_order_across_its_voices():
+    # G major. Soprano and alto share the treble staff, and the file holds the soprano's bar
+    # before the alto's: the alto's F-natural on beat 1 still comes first, so the soprano's
+    # F-sharp on beat 4 must cancel it. The bass staff reckons its F-natural afresh.
+    soprano, alto = [Note(69, 0, 3), Note(66, 3, 1)], [Note(65, 0, 1), Note(64, 1, 3)]
+    tenor, bass = [Note(55, 0, 4)], [Note(41, 0, 4)]
+    data = engraved(soprano + alto + tenor + bass, "G major")
+    assert shown(data) == [
+        (1, "A4", None), (1, "F4", "natural"), (1, "E4", None), (1, "F#4", "sharp"),
+        (1, "G3", None), (1, "F2", "natural"),
+    ]
+    assert accidental_errors(data).total == 0
+
+
+def test_scores_with_accidentals_read_back_as_the_same_sounding_notes(tmp_path):
+    cases = [(E_MAJOR_PASSAGE, "E major"), (melody([(A, 1), (G_SHARP, 1), (G, 1), (G_SHARP, 1)]), "A minor")]
+    keys = ["C# minor", "A- major", "F# major", "D minor"]
+    cases += [(random_token_notes(seed, 60), key) for seed, key in enumerate(keys)]
+    for k, (notes, key) in enumerate(cases):
+        path = write_musicxml(notes, tmp_path / f"case{k}.musicxml", key=key)
+        found, _ = reread(path)
+        assert found == on_grid(notes), key  # onsets, MIDI numbers and lengths
+        assert accidental_errors(path.read_bytes()).total == 0, key
+
+
+def test_real_chorales_engrave_without_a_redundant_or_missing_accidental(four_part_chorales):
+    errors, signs = AccidentalErrors(0, 0), set()
+    for notes, _ in four_part_chorales:
+        data = engraved(notes, estimate_key(notes))
+        found = accidental_errors(data)
+        errors = AccidentalErrors(errors.redundant + found.redundant, errors.missing + found.missing)
+        signs |= {sign for _, _, sign in shown(data)}
+    assert errors == AccidentalErrors(0, 0)
+    assert signs == {None, "natural", "sharp", "flat"}  # not vacuous: every kind of sign occurs
+
+
+def test_a_score_has_stable_part_ids_and_its_own_title_and_no_music21_placeholders(tmp_path):
+    notes = E_MAJOR_PASSAGE
+    text = write_musicxml(notes, tmp_path / "sample_01.musicxml", key="E major").read_text()
+    assert re.findall(r'<(?:score-)?part id="([^"]+)"', text) == ["P1", "P1"]
+    assert "<work-title>sample_01</work-title>" in text and "<movement-title>sample_01</movement-title>" in text
+    assert "<creator" not in text and "Music21" not in text
+    untitled = musicxml_bytes(build_score(notes, "E major")).decode()
+    assert "<movement-title" not in untitled and "Music21" not in untitled
+    # the same piece gives the same file (but for the date music21 stamps it with)
+    again = write_musicxml(notes, tmp_path / "sample_01.musicxml", key="E major").read_text()
+    assert re.sub("<encoding-date>.*</encoding-date>", "", again) == re.sub("<encoding-date>.*</encoding-date>", "", text)
 
 
 # ---- SVG ----------------------------------------------------------------------------------
@@ -284,6 +437,30 @@ def test_an_excerpt_renders_as_a_standalone_svg_with_the_primer_in_grey(tmp_path
     assert len(grey) >= primer_notes > 0
     # the generated bars stay black: grey marks only the primer's bar
     assert len(grey) < len(heads) / 3
+
+
+def accidental_glyphs(svg: str, kind: str = "accid") -> list[str]:
+    """SMuFL code of each accidental verovio drew (E260 flat, E261 natural, E262 sharp): beside
+    the notes ("accid", empty for a note that shows none) or in key signatures ("keyAccid")."""
+    return re.findall(rf'class="{kind}">\s*<use xlink:href="#(E26[0-9A-F])-', svg)
+
+
+def test_an_excerpt_draws_the_accidentals_the_score_asks_for(tmp_path):
+    svg = render_excerpt_svg(E_MAJOR_PASSAGE, tmp_path / "e.svg", 0.0, 8.0, key="E major").read_text()
+    # two D-naturals, one per bar, and the sharp that cancels the second; four sharps per staff
+    assert sorted(accidental_glyphs(svg)) == ["E261", "E261", "E262"]
+    assert accidental_glyphs(svg, "keyAccid") == ["E262"] * 8
+
+
+def test_every_rendering_uses_exactly_the_key_it_is_given(tmp_path, four_part_chorales):
+    notes = four_part_chorales[1][0]  # whatever key its notes suggest
+    for key, glyph in (("A major", "E262"), ("E- major", "E260")):
+        for start in (0.0, 16.0):  # openings at different bars share one key signature
+            svg = render_excerpt_svg(notes, tmp_path / "x.svg", start, start + 8.0, key=key).read_text()
+            assert accidental_glyphs(svg, "keyAccid") == [glyph] * 6  # three on each staff, once
+    data = musicxml_bytes(build_score(notes, "E- major"))
+    assert re.findall(rb"<fifths>(-?\d+)</fifths>", data) == [b"-3"]
+    assert accidental_errors(data).total == 0
 
 
 # ---- measures -----------------------------------------------------------------------------
@@ -345,4 +522,5 @@ def test_generate_musicxml_writes_a_score_beside_each_midi_file(tmp_path):
         found, staves = reread(score)
         assert found == on_grid(read_piece(midi).notes)
         assert len(staves) == 2
+        assert accidental_errors(score.read_bytes()).total == 0
         assert staves[0].recurse().getElementsByClass("TimeSignature")[0].ratioString == read_piece(primer).time_signature
