@@ -32,6 +32,7 @@ import numpy as np
 from composer import ComposerError
 from composer.metrics import Distinguishability
 from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, continuation, primer_from_file
+from composer.corpus import estimate_key
 from composer.runs import Run
 from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes
 
@@ -65,6 +66,7 @@ class Opening:
     primer: Primer
     real: list[Note] | None = None  # from the piece's start to ``end``, cut there
     end: float | None = None  # where the asked span ends, in quarters (validation openings)
+    key: str = ""  # engraved on every row of its column: the piece's key, else estimated once
 
 
 @dataclass
@@ -162,7 +164,9 @@ def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary, sp
         primer = Primer(record.name.replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, record.time_signature, primer_end)
         long_enough = max(n.start + n.duration for n in notes) >= end - 1e-9
         stratum = (record.time_signature, str(Path(record.name).parent))
-        strata.setdefault(stratum, []).append((not long_enough, Opening(primer.name, primer, continuation(notes, 0.0, end), end)))
+        real = continuation(notes, 0.0, end)
+        key = record.key or estimate_key(real)
+        strata.setdefault(stratum, []).append((not long_enough, Opening(primer.name, primer, real, end, key)))
     rng = np.random.default_rng(settings.seed)
     placed = []
     for number, stratum in enumerate(sorted(strata)):
@@ -356,12 +360,11 @@ def checkpoint_bits(run: Run, epoch: int, model, corpus, vocab, validation_notes
 
 
 def stamp(root: Path) -> Path:
-    base = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, n = root / base, 1
-    while path.exists():
-        n += 1
-        path = root / f"{base}-{n}"
-    return path
+    """A new page folder named by the time, claimed (made empty) by this process alone: two
+    comparisons started in the same second get ``STAMP`` and ``STAMP-2``."""
+    from composer.storage import claim_folder
+
+    return claim_folder(root, datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
 def compare(
@@ -371,6 +374,8 @@ def compare(
     report: Callable[[str], None] = print,
     out: Path | None = None,
 ) -> CompareResult:
+    from composer.storage import building_folder, publish, remove_abandoned
+
     run = Run(run_dir)
     config = run.config()
     vocab = config.vocab()
@@ -381,23 +386,30 @@ def compare(
     if settings.bars <= 0 or settings.primer_bars <= 0:
         raise ComposerError("--bars and --primer-bars must be positive")
     checkpoints = run.resolve_many(epochs)
-    directory = out or stamp(run.comparisons)
-    if directory.exists() and not directory.is_dir():
-        raise ComposerError(f"{directory}: is a file, not a folder; choose another --out")
-    if directory.exists() and any(directory.iterdir()):
-        raise ComposerError(f"{directory}: already holds files; choose a new or empty --out (nothing there is replaced)")
+    if out is not None and out.exists() and not out.is_dir():
+        raise ComposerError(f"{out}: is a file, not a folder; choose another --out")
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise ComposerError(f"{out}: already holds files; choose a new or empty --out (nothing there is replaced)")
     corpus = load_run_corpus(run, config, vocab, report)
-    # built aside and renamed at the end: a failure leaves no half-written page
-    building = directory.parent / f".{directory.name}.building"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
+    for folder in [run.comparisons] + ([out.parent] if out is not None else []):
+        remove_abandoned(folder)  # what compares killed mid-build left (kill -9, power loss)
+    # the page's folder is claimed first, then built in a folder of this process's own and
+    # renamed onto the claim at the end: concurrent comparisons never share a folder, and a
+    # failure leaves no half-written page
+    claimed = out is None or not out.exists()
+    directory = stamp(run.comparisons) if out is None else out
+    directory.mkdir(parents=True, exist_ok=True)
+    building = building_folder(directory)
     try:
         result = _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings, building, report)
-        if directory.exists():
-            directory.rmdir()  # empty, checked above
-        building.rename(directory)
+        publish(building, directory)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        if claimed:
+            try:
+                directory.rmdir()  # the empty claim; never what another process published there
+            except OSError:
+                pass
         raise
     result.page = directory / result.page.name
     result.written = [directory / p.relative_to(building) for p in result.written]
@@ -416,7 +428,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
 
     if settings.primer is not None:
         primer = primer_from_file(settings.primer, settings.primer_bars, vocab)
-        openings = [Opening(primer.name, primer)]
+        openings = [Opening(primer.name, primer, key=estimate_key(decode_tokens(primer.tokens, vocab)))]
     else:
         openings = validation_openings(corpus, settings, vocab)
     count = max(settings.samples, settings.num)
@@ -527,7 +539,8 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         synthesizers.add(rendering.synthesizer)
         image = piano_roll_png(notes, directory / f"{slug}.png", f"{row} · {name}", opening.primer.end or None, pitch_span, end)
         start, stop = excerpt_window(opening.primer.end, signature)
-        score = render_excerpt_svg(notes, directory / f"{slug}.svg", start, stop, opening.primer.end or None, None, signature, bpm)
+        # one key per column: every row engraved in the opening's key, so the primer reads the same
+        score = render_excerpt_svg(notes, directory / f"{slug}.svg", start, stop, opening.primer.end or None, opening.key or None, signature, bpm)
         written.extend([midi, rendering.path, image, score])
         cells[(row, name)] = Cell(audio=rendering.path.name, image=image.name, midi=midi.name, score=score.name)
 

@@ -398,3 +398,35 @@ def test_openings_are_drawn_across_collections_and_metres():
     other = validation_openings(corpus, CompareSettings(bars=2, primer_bars=1, seed=1), vocab)
     assert [o.name for o in other] != [o.name for o in openings]
     assert [o.name for o in validation_openings(corpus, settings, vocab)] == [o.name for o in openings]
+
+
+def engraved_key(svg: str) -> tuple[str, ...]:
+    """The key signature a verovio SVG draws: the SMuFL glyphs of each staff's keySig group."""
+    import xml.etree.ElementTree as ET
+
+    groups = [g for g in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "keySig"]
+    href = "{http://www.w3.org/1999/xlink}href"
+    return tuple(" ".join(u.get(href)[1:5] for u in g.iter("{http://www.w3.org/2000/svg}use")) for g in groups)
+
+
+def key_glyphs(key: str) -> str:
+    """The accidentals a key signature shows: sharps (SMuFL E262) or flats (E260), one per fifth."""
+    from composer.corpus import KEY_NAMES
+
+    tonic, mode = key.split()
+    major = (KEY_NAMES.index(tonic) + (3 if mode == "minor" else 0)) % 12
+    fifths = (7 * major + 6) % 12 - 6
+    return " ".join(["E262"] * fifths if fifths > 0 else ["E260"] * -fifths)
+
+
+def test_every_column_is_engraved_in_its_openings_key(tiny_run, tiny_page):
+    """The piece's own key on every row of its column: the primer bar reads the same in each."""
+    result, settings, out = tiny_page
+    folder = next(f for f in (Path(run_json(tiny_run)["data"]["corpus"]), Run(tiny_run).corpus_dir) if (f / "corpus.json").exists())
+    keys = {o.name: o.key for o in validation_openings(TokenCorpus.load(folder), settings, run_vocab(tiny_run))[: settings.num]}
+    svgs = cell_files(out, ".svg")
+    assert len(svgs) == 3 * len(keys)
+    for svg in svgs:
+        column = svg.stem.split("_", 1)[1]
+        staves = engraved_key(svg.read_text(encoding="utf-8"))
+        assert staves and set(staves) == {key_glyphs(keys[column])}, (svg.name, keys[column], staves)
