@@ -38,10 +38,16 @@ def user_errors(command: Callable) -> Callable:
 
 def progress_bar(description: str):
     """A rich progress bar (silent when output is not a terminal) and its update callback."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    # transient: a finished bar disappears instead of staying behind between the summary lines
-    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+    console = Console()
+    # transient: a finished bar disappears instead of staying behind between the summary lines;
+    # disabled off a terminal, where rich would still print an empty line when it stops
+    bar = Progress(
+        TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not console.is_interactive,
+    )
     task = bar.add_task(description, total=None)
 
     def update(done: int, total: int) -> None:
@@ -56,23 +62,32 @@ def corpus_export(
     name: str = typer.Argument(..., help="bach-chorales, or a music21 composer/collection name"),
     dest: Path = typer.Argument(..., help="folder to write the MIDI files to"),
     jobs: int = typer.Option(os.cpu_count() or 1, "--jobs", "-j", help="parallel processes"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="name every file written or left as it was"),
 ) -> None:
-    """Write a collection bundled with music21 as MIDI files (all parts, tempo and time signature kept)."""
+    """Write a collection bundled with music21 as MIDI files (all parts, tempo and time signature
+    kept), one per work and movement (one per tune of a work of several); never replaces a file."""
     from composer.corpus import collection_works, iter_export
 
     total = len(collection_works(name))
     bar, update = progress_bar("exporting")
-    written, failed = 0, []
+    files = []
     with bar:
-        for done, result in enumerate(iter_export(name, dest, jobs), 1):
-            if isinstance(result, Path):
-                written += 1
-            else:
-                failed.append(result)
+        for done, exported in enumerate(iter_export(name, dest, jobs), 1):
+            files += exported
             update(done, total)
-    for reason in failed:
-        typer.echo(f"skipped {reason}")
-    typer.echo(f"wrote {written} MIDI files to {dest}" + (f" ({len(failed)} skipped)" if failed else ""))
+    written = [f.path for f in files if f.path and not f.existed]
+    existing = [f.path for f in files if f.existed]
+    for f in files:
+        if f.reason:
+            typer.echo(f"skipped {f.reason}")
+        elif verbose:
+            typer.echo(f"kept {f.path} (already there)" if f.existed else f"wrote {f.path}")
+    skipped = len(files) - len(written) - len(existing)
+    typer.echo(
+        f"wrote {len(written)} MIDI file{'s' if len(written) != 1 else ''} to {dest}"
+        + (f"; {len(existing)} already there, left as they were" if existing else "")
+        + (f" ({skipped} skipped)" if skipped else "")
+    )
 
 
 @app.command()

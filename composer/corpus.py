@@ -13,10 +13,10 @@ import math
 import os
 import stat
 import zipfile
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from os import scandir
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import numpy as np
@@ -203,17 +203,40 @@ def check_size(size: int, max_bytes: int) -> None:
 
 
 def read_piece(path: Path, limits: Limits = Limits()) -> Piece:
-    """Read one file into a Piece or raise UnusableFile saying why."""
+    """Read one file into a Piece (of a file of several tunes, the first usable one) or raise
+    UnusableFile saying why."""
+    pieces = read_pieces(path, limits)
+    usable = [piece for _, piece in pieces if isinstance(piece, Piece)]
+    if not usable:
+        raise UnusableFile(f"no usable tune ({pieces[0][1]})" if len(pieces) > 1 else str(pieces[0][1]))
+    return usable[0]
+
+
+def read_pieces(path: Path, limits: Limits = Limits()) -> list[tuple[str, Piece | str]]:
+    """Every piece of one file as (its tune number, the Piece or why it is skipped): one, with
+    number "", for most files; one per tune for a file of several (an ABC file of many tunes,
+    or any music21 opus), each with its own metre, key and tempo. Raises UnusableFile when the
+    file as a whole cannot be used."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise UnusableFile(f"unknown file type {suffix!r}")
     data = read_bounded(path, limits.max_bytes)
     if suffix in MIDI_SUFFIXES:
-        piece = read_midi(data)
-    elif suffix == ".mxl":
-        piece = read_music21(path, unzip_musicxml(data, limits.max_bytes))
-    else:
-        piece = read_music21(path)
+        return [("", screened(read_midi(data), limits))]
+    scores = parse_music21(path, unzip_musicxml(data, limits.max_bytes) if suffix == ".mxl" else None)
+    if len(scores) == 1:
+        return [("", screened(score_piece(scores[0][1]), limits))]
+    pieces: list[tuple[str, Piece | str]] = []
+    for number, score in scores:
+        try:
+            pieces.append((number, screened(score_piece(score), limits)))
+        except UnusableFile as error:
+            pieces.append((number, str(error)))
+    return pieces
+
+
+def screened(piece: Piece, limits: Limits) -> Piece:
+    """The piece if it has notes and sane metadata, its silences bounded; else UnusableFile."""
     if not piece.notes:
         raise UnusableFile("no notes")
     check_meta(piece)
@@ -397,18 +420,35 @@ def _mxl_root(archive: zipfile.ZipFile, names: list[str], max_bytes: int) -> str
     return candidates[0]
 
 
-def read_music21(path: Path, data: bytes | None = None) -> Piece:
-    """A score through music21, from the file or (for .mxl) from its already-decompressed XML."""
+def parse_music21(path: Path, data: bytes | None = None) -> list[tuple[str, object]]:
+    """The scores in a file, through music21, from the file or (for .mxl) from its already
+    decompressed XML: [("", score)], or (tune number, score) for each tune of an opus (the
+    ABC X: numbers where they are unique, else positions from 1)."""
     import music21
 
     try:
-        # forceSource: no pickle cache under /tmp; stripTies: a tied note is one sounding note
+        # forceSource: no pickle cache under /tmp
         if data is None:
-            score = music21.converter.parse(str(path), forceSource=True)
+            parsed = music21.converter.parse(str(path), forceSource=True)
         else:
-            score = music21.converter.parseData(data, format="musicxml")
-        score = score.stripTies()
-        flat = score.flatten()
+            parsed = music21.converter.parseData(data, format="musicxml")
+    except Exception as error:
+        raise UnusableFile(f"unreadable by music21 ({first_line(error)})") from None
+    if not isinstance(parsed, music21.stream.Opus):
+        return [("", parsed)]
+    scores = list(parsed.scores)
+    if not scores:
+        raise UnusableFile("no tunes")
+    numbers = [str(score.metadata.number) if score.metadata is not None and score.metadata.number else "" for score in scores]
+    if "" in numbers or len(set(numbers)) < len(numbers):
+        numbers = [str(i) for i in range(1, len(scores) + 1)]
+    return list(zip(numbers, scores))
+
+
+def score_piece(score) -> Piece:
+    """One music21 score as a Piece: its notes, tempo marks and metres."""
+    try:
+        flat = score.stripTies().flatten()  # stripTies: a tied note is one sounding note
         notes: list[Note] = []
         for element in flat.notes:
             start, length = float(element.offset), float(element.quarterLength)
@@ -419,8 +459,7 @@ def read_music21(path: Path, data: bytes | None = None) -> Piece:
         # numerator/denominator rather than ratioString: "3+2/8" becomes "5/8", which every reader parses
         signatures = [f"{ts.numerator}/{ts.denominator}" for ts in flat.getElementsByClass("TimeSignature")]
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UnusableFile(f"unreadable by music21 ({reason[:200]})") from None
+        raise UnusableFile(f"unreadable by music21 ({first_line(error)})") from None
     notes = [n for n in notes if n.duration > 0 and math.isfinite(n.start) and n.start >= 0 and 0 <= n.pitch <= 127]
     notes.sort(key=lambda n: (n.start, n.pitch))
     return Piece(
@@ -430,6 +469,11 @@ def read_music21(path: Path, data: bytes | None = None) -> Piece:
         key=estimate_key(notes),
         meta={"tempi": tempi, "time_signatures": signatures},
     )
+
+
+def first_line(error: Exception) -> str:
+    """An exception's message for a one-line reason: its first line, or its type."""
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 
 def _quarter_bpm(mark) -> float:
@@ -511,27 +555,82 @@ def collection_works(name: str) -> list[str]:
     return works
 
 
-def export_work(work: str, dest: Path) -> Path | str:
-    """Parse one music21 corpus work and write it as MIDI; returns the path or a reason."""
-    from music21 import corpus
+@dataclass(frozen=True)
+class Exported:
+    """One MIDI file of an export: written, or left as it was (already there), or, with no
+    file, the reason a work could not be exported."""
 
-    name = work.rsplit("/", 1)[-1]
+    work: str
+    path: Path | None
+    existed: bool = False
+    reason: str = ""
+
+
+def export_names(works: list[str]) -> list[str]:
+    """A file name (without suffix) per work of a collection, unique within it: the file's
+    name with as many of its folders in front as it takes to tell it from the others
+    (mozart/k155/movement1.mxl → k155_movement1), dots made underscores (bwv1.6 → bwv1_6).
+    Works that no folder tells apart (one listed twice) are numbered."""
+    parts = [work_parts(work) for work in works]
+    depth = [1] * len(works)
+    while True:
+        names = ["_".join(p[-d:]).replace(".", "_") for p, d in zip(parts, depth)]
+        clashes: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            clashes.setdefault(name, []).append(i)
+        deeper = [
+            i for group in clashes.values() if len({parts[j] for j in group}) > 1
+            for i in group if depth[i] < len(parts[i])
+        ]
+        if not deeper:
+            break
+        for i in deeper:
+            depth[i] += 1
+    seen: Counter[str] = Counter()
+    unique = []
+    for name in names:
+        seen[name] += 1
+        unique.append(name if len(clashes[name]) == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+def work_parts(work: str) -> tuple[str, ...]:
+    """A corpus path's folders and file name, its music suffix (if any) removed; no root."""
+    path = PurePosixPath(work.replace("\\", "/"))
+    name = path.name
     for suffix in (".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid"):
         name = name.removesuffix(suffix)
-    target = dest / (name.replace(".", "_") + ".mid")
+    return tuple(part for part in path.parent.parts if part != "/") + (name,)
+
+
+def export_work(work: str, dest: Path, name: str) -> list[Exported]:
+    """Parse one music21 corpus work and write it as ``dest/name.mid`` (a work of several tunes:
+    one file per tune, ``name-1.mid`` …). A file already there is never replaced."""
+    from music21 import corpus, stream
+
     try:
-        score = corpus.parse(work)
-        with atomic_path(target) as tmp:
-            score.write("midi", fp=str(tmp))
+        parsed = corpus.parse(work)
+        scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+        width = len(str(len(scores)))
+        targets = [dest / f"{name}.mid"] if len(scores) == 1 else [dest / f"{name}-{i:0{width}d}.mid" for i in range(1, len(scores) + 1)]
+        results = []
+        for score, target in zip(scores, targets):
+            if target.exists():
+                results.append(Exported(work, target, existed=True))
+                continue
+            with atomic_path(target) as tmp:
+                score.write("midi", fp=str(tmp))
+            results.append(Exported(work, target))
     except Exception as error:  # a work music21 itself cannot render is skipped, not fatal
-        return f"{work}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-    return target
+        return [Exported(work, None, reason=f"{work}: {first_line(error)}")]
+    return results
 
 
-def iter_export(name: str, dest: Path, jobs: int) -> Iterator[Path | str]:
+def iter_export(name: str, dest: Path, jobs: int) -> Iterator[list[Exported]]:
+    """Export a collection into ``dest``, one list of files per work, in the collection's order."""
     from concurrent.futures import ProcessPoolExecutor
 
     works = collection_works(name)
     dest.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(export_work, works, [dest] * len(works), chunksize=4)
+        yield from pool.map(export_work, works, [dest] * len(works), export_names(works), chunksize=4)

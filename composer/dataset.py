@@ -13,6 +13,7 @@ inside it only, so tokenizing never pays for it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -25,11 +26,11 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.corpus import Limits, UnreadableFile, UnusableFile, discover_music_files, read_bounded, read_piece
-from composer.storage import FolderLock, atomic_path, write_text
+from composer.corpus import Limits, Piece, UnreadableFile, UnusableFile, discover_music_files, read_bounded, read_pieces
+from composer.storage import FolderLock, atomic_path, write_together
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
 
-CACHE_VERSION = 3  # bump when reading or encoding changes what a file tokenizes to
+CACHE_VERSION = 4  # bump when reading or encoding changes what a file tokenizes to
 NEAR_DUPLICATE_WINDOW = 16
 NEAR_DUPLICATE_SHARE = 0.5
 # ... or one of them has this share of its tokens inside spans of this length found in the other
@@ -73,32 +74,59 @@ class TokenCorpus:
         return [p for p in self.pieces if p.split == name]
 
     def save(self, directory: Path) -> list[Path]:
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write the corpus as one unit (``storage.write_together``): a failure while writing
+        (a full disk) leaves the corpus that was there whole. corpus.json, renamed last, holds
+        the hashes of the other files, so a kill between the renames is found on load."""
         offsets = np.cumsum([0] + [len(t) for t in self.tokens])
         flat = np.concatenate(self.tokens) if self.tokens else np.zeros(0)
-        with atomic_path(directory / "tokens.npz") as tmp:
-            np.savez(tmp, tokens=flat.astype(np.int16), offsets=offsets.astype(np.int64))
-        corpus = {"pieces": [asdict(p) for p in self.pieces], "skipped": self.skipped, "max_voices": self.max_voices}
-        return [
-            write_text(directory / "vocab.json", json.dumps(self.vocab.to_dict(), indent=1)),
-            write_text(directory / "corpus.json", json.dumps(corpus, indent=1)),
-            directory / "tokens.npz",
-        ]
+        buffer = io.BytesIO()
+        np.savez(buffer, tokens=flat.astype(np.int16), offsets=offsets.astype(np.int64))
+        files = {
+            directory / "vocab.json": json.dumps(self.vocab.to_dict(), indent=1).encode(),
+            directory / "tokens.npz": buffer.getvalue(),
+        }
+        corpus = {
+            "pieces": [asdict(p) for p in self.pieces],
+            "skipped": self.skipped,
+            "max_voices": self.max_voices,
+            "files": {path.name: hashlib.sha256(data).hexdigest() for path, data in files.items()},
+        }
+        files[directory / "corpus.json"] = json.dumps(corpus, indent=1).encode()
+        return write_together(files)
 
     @staticmethod
     def load(directory: Path) -> "TokenCorpus":
         if not (directory / "corpus.json").exists():
             raise ComposerError(f"{directory}: not a tokenized corpus (no corpus.json; run `composer tokenize`)")
         try:
-            vocab = Vocabulary.from_dict(json.loads((directory / "vocab.json").read_text()))
             corpus = json.loads((directory / "corpus.json").read_text())
-            with np.load(directory / "tokens.npz") as arrays:
+            contents = {name: (directory / name).read_bytes() for name in ("vocab.json", "tokens.npz")}
+            check_corpus_files(directory, contents, corpus.get("files"))
+            vocab = Vocabulary.from_dict(json.loads(contents["vocab.json"]))
+            with np.load(io.BytesIO(contents["tokens.npz"])) as arrays:
                 flat, offsets = arrays["tokens"].astype(np.int32), arrays["offsets"]
         except (OSError, ValueError, KeyError) as error:
             raise ComposerError(f"{directory}: damaged tokenized corpus ({error})") from None
         tokens = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
         pieces = [PieceRecord(**p) for p in corpus["pieces"]]
+        if [len(t) for t in tokens] != [p.tokens for p in pieces]:
+            # corpora written before the hashes: the records' lengths must still fit the arrays
+            raise ComposerError(
+                f"{directory}: tokens.npz ({len(tokens)} pieces) does not belong to corpus.json ({len(pieces)} "
+                "records); tokenize again"
+            )
         return TokenCorpus(vocab, pieces, tokens, corpus.get("skipped", []), corpus.get("max_voices"))
+
+
+def check_corpus_files(directory: Path, contents: dict[str, bytes], hashes: dict | None) -> None:
+    """Each file is the one corpus.json was written with (by its hash; older corpora have none)."""
+    if hashes is not None and not isinstance(hashes, dict):
+        raise ComposerError(f"{directory}: damaged corpus.json (its files entry is not a table)")
+    for name, data in contents.items():
+        if hashes is not None and hashes.get(name) != hashlib.sha256(data).hexdigest():
+            raise ComposerError(
+                f"{directory}: {name} is not the one corpus.json was written with (a write was cut short); tokenize again"
+            )
 
 
 def corpus_voice_ceiling(corpus: TokenCorpus) -> int:
@@ -147,36 +175,47 @@ def config_key(config: TokenizerConfig, limits: Limits) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tokenize_file(path: Path, config: TokenizerConfig, limits: Limits = Limits()) -> tuple[np.ndarray | None, dict]:
-    """One file → (tokens, metadata) or (None, {"reason": ...}). Never raises for bad input.
+# one file's result: (tokens or None, metadata) for each piece in it (each tune of a file of several)
+FileResult = list[tuple[np.ndarray | None, dict]]
 
-    A reason that depends on the machine rather than the content carries ``"transient": True``
-    and is not cached.
-    """
+
+def tokenize_file(path: Path, config: TokenizerConfig, limits: Limits = Limits()) -> FileResult:
+    """One file → (tokens, metadata) or (None, {"reason": ...}) for each of its pieces (the
+    metadata's "tune" is its number in a file of several tunes, else ""). Never raises for bad
+    input. A reason that depends on the machine rather than the content carries
+    ``"transient": True`` and is not cached."""
     try:
-        piece = read_piece(path, limits)
+        pieces = read_pieces(path, limits)
     except UnreadableFile as error:
-        return None, {"reason": str(error), "transient": True}
+        return [(None, {"reason": str(error), "transient": True, "tune": ""})]
     except UnusableFile as error:
-        return None, {"reason": str(error)}
+        return [(None, {"reason": str(error), "tune": ""})]
     except Exception as error:  # a reader bug must not stop a corpus of thousands
         first = str(error).splitlines()[0][:200] if str(error) else ""
-        return None, {"reason": f"unexpected {type(error).__name__}: {first}".rstrip(": ")}
+        return [(None, {"reason": f"unexpected {type(error).__name__}: {first}".rstrip(": "), "tune": ""})]
     vocab = Vocabulary(config)
+    return [piece_tokens(piece, tune, vocab, limits) for tune, piece in pieces]
+
+
+def piece_tokens(piece: Piece | str, tune: str, vocab: Vocabulary, limits: Limits) -> tuple[np.ndarray | None, dict]:
+    """One piece of a file (or the reason it was skipped) → (tokens, metadata) or (None, reason)."""
+    if isinstance(piece, str):
+        return None, {"reason": piece, "tune": tune}
     tokens = encode_notes(piece.notes, vocab)
     if len(tokens) > limits.max_tokens:
-        return None, {"reason": f"{len(tokens):,} tokens, over the {limits.max_tokens:,}-token limit per piece"}
+        return None, {"reason": f"{len(tokens):,} tokens, over the {limits.max_tokens:,}-token limit per piece", "tune": tune}
     meta = {
         "tempo": round(piece.tempo, 3),
         "time_signature": piece.time_signature,
         "key": piece.key,
         "notes": count_notes(tokens, vocab),
+        "tune": tune,
     }
     return tokens, meta
 
 
 class FileCache:
-    """Per-file results keyed by content hash, one small .npz per file."""
+    """Per-file results keyed by content hash, one small .npz per file (all its pieces)."""
 
     def __init__(self, root: Path, key: str):
         self.root = root / key
@@ -184,26 +223,31 @@ class FileCache:
     def _path(self, digest: str) -> Path:
         return self.root / digest[:2] / f"{digest}.npz"
 
-    def get(self, digest: str) -> tuple[np.ndarray | None, dict] | None:
+    def get(self, digest: str) -> FileResult | None:
         path = self._path(digest)
         if not path.exists():
             return None
         try:
             with np.load(path) as data:
-                meta = json.loads(str(data["meta"]))
-                tokens = data["tokens"].astype(np.int32) if "reason" not in meta else None
-            return tokens, meta
-        except (OSError, ValueError, KeyError):
+                metas = json.loads(str(data["meta"]))
+                flat, offsets = data["tokens"].astype(np.int32), data["offsets"]
+            return [(None if "reason" in m else flat[a:b], m) for m, a, b in zip(metas, offsets[:-1], offsets[1:], strict=True)]
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # a damaged cache entry is recomputed
 
-    def put(self, digest: str, tokens: np.ndarray | None, meta: dict) -> None:
+    def put(self, digest: str, result: FileResult) -> None:
+        arrays = [np.zeros(0, np.int16) if tokens is None else tokens.astype(np.int16) for tokens, _ in result]
         buffer = io.BytesIO()
-        np.savez(buffer, tokens=np.zeros(0, np.int16) if tokens is None else tokens.astype(np.int16), meta=json.dumps(meta))
-        with atomic_path(self._path(digest)) as tmp:
-            tmp.write_bytes(buffer.getvalue())
+        offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int64)
+        np.savez(buffer, tokens=np.concatenate(arrays), offsets=offsets, meta=json.dumps([m for _, m in result]))
+        try:
+            with atomic_path(self._path(digest)) as tmp:
+                tmp.write_bytes(buffer.getvalue())
+        except OSError:
+            pass  # only a speed-up: a full or read-only cache disk must not stop tokenizing
 
 
-def _tokenize_job(args: tuple[Path, TokenizerConfig, Limits]) -> tuple[np.ndarray | None, dict]:
+def _tokenize_job(args: tuple[Path, TokenizerConfig, Limits]) -> FileResult:
     return tokenize_file(*args)
 
 
@@ -212,9 +256,9 @@ def _screened_hash(path: Path, max_bytes: int) -> tuple[str, dict | None]:
     try:
         return music_file_hash(path, max_bytes), None
     except UnreadableFile as error:
-        return "", {"reason": str(error), "transient": True}
+        return "", {"reason": str(error), "transient": True, "tune": ""}
     except UnusableFile as error:
-        return "", {"reason": str(error)}
+        return "", {"reason": str(error), "tune": ""}
 
 
 def tokenize_files(
@@ -225,18 +269,20 @@ def tokenize_files(
     cache_dir: Path | None = None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> tuple[list[tuple[Path, str, np.ndarray | None, dict]], int]:
-    """Tokenize files in parallel processes; returns (path, hash, tokens, meta) per file and cache hits.
+    """Tokenize files in parallel processes; returns (path, hash, tokens, meta) per piece (one
+    per file, or one per tune of a file of several, whose hash then ends in ":" and its number)
+    and the cache hits.
 
     A file too large, special or unreadable is skipped before it is read (its hash is "").
     """
     cache = FileCache(cache_dir, config_key(config, limits)) if cache_dir else None
-    results: dict[int, tuple[np.ndarray | None, dict]] = {}
+    results: dict[int, FileResult] = {}
     digests: list[str] = []
     for i, path in enumerate(files):
         digest, failed = _screened_hash(path, limits.max_bytes)
         digests.append(digest)
         if failed is not None:
-            results[i] = (None, failed)
+            results[i] = [(None, failed)]
     screened = len(results)
     if cache:
         for i, digest in enumerate(digests):
@@ -261,9 +307,14 @@ def tokenize_files(
             progress(1)
     if cache:
         for i in todo:
-            if not results[i][1].get("transient"):
-                cache.put(digests[i], *results[i])
-    return [(files[i], digests[i], *results[i]) for i in range(len(files))], hits
+            if not any(meta.get("transient") for _, meta in results[i]):
+                cache.put(digests[i], results[i])
+    pieces = [
+        (files[i], f"{digests[i]}:{meta['tune']}" if meta.get("tune") else digests[i], tokens, meta)
+        for i in range(len(files))
+        for tokens, meta in results[i]
+    ]
+    return pieces, hits
 
 
 def assign_splits(tokens: list[np.ndarray], hashes: list[str], validation_share: float) -> list[str]:
@@ -389,21 +440,29 @@ def _tokenize_corpus(sources, out, config, jobs, limits, cache_dir, validation_s
     results, hits = tokenize_files(files, config, jobs or os.cpu_count() or 1, limits, cache_dir, step)
     good = [(p, h, t, m) for p, h, t, m in results if t is not None]
     # paths that could not even be listed or opened (FIFOs, symlink loops, unreadable folders) first
-    skipped = [(str(p), r) for p, r in found.skipped] + [(str(p), m["reason"]) for p, _, t, m in results if t is None]
+    skipped = [(str(p), r) for p, r in found.skipped] + [(piece_source(p, m), m["reason"]) for p, _, t, m in results if t is None]
     if not good:
         reasons = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped[:5])
         raise ComposerError(f"no usable music in {', '.join(map(str, sources))} ({reasons})")
     vocab = Vocabulary(config)
     tokens = [t for _, _, t, _ in good]
     splits = assign_splits(tokens, [h for _, h, _, _ in good], validation_share)
-    names = unique_names([p for p, _, _, _ in good])
+    names = unique_names([(p, m["tune"]) for p, _, _, m in good])
     pieces = [
         PieceRecord(name, str(p), h, m["tempo"], m["time_signature"], m["key"], m["notes"], len(t), s)
         for name, (p, h, t, m), s in zip(names, good, splits)
     ]
     corpus = TokenCorpus(vocab, pieces, tokens, [{"source": p, "reason": r} for p, r in skipped])
     corpus.max_voices = corpus_voice_ceiling(corpus)
-    written = corpus.save(out)
+    try:
+        written = corpus.save(out)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ComposerError(
+            f"{out}: disk full while writing the corpus ({error.filename or 'no space left'}); nothing there was "
+            "changed; free some space and tokenize again"
+        ) from None
     used = len(np.unique(np.concatenate(tokens)))
     return TokenizeSummary(
         files=len(files) + len(found.skipped),
@@ -421,10 +480,17 @@ def _tokenize_corpus(sources, out, config, jobs, limits, cache_dir, validation_s
     )
 
 
-def unique_names(paths: list[Path]) -> list[str]:
-    """Short piece names: the file stem, made unique with the parent folder where stems clash."""
-    stems = Counter(p.stem for p in paths)
-    return [p.stem if stems[p.stem] == 1 else f"{p.parent.name}/{p.stem}" for p in paths]
+def unique_names(pieces: list[tuple[Path, str]]) -> list[str]:
+    """Short names of (file, tune number) pieces: the file stem, with "-" and the tune number
+    for a tune of a file of several, made unique with the parent folder where they clash."""
+    short = [p.stem + (f"-{tune}" if tune else "") for p, tune in pieces]
+    counts = Counter(short)
+    return [name if counts[name] == 1 else f"{p.parent.name}/{name}" for name, (p, _) in zip(short, pieces)]
+
+
+def piece_source(path: Path, meta: dict) -> str:
+    """Where a piece comes from, for messages: the file, and the tune within it if it has several."""
+    return f"{path} (tune {meta['tune']})" if meta.get("tune") else str(path)
 
 
 def training_windows(

@@ -332,13 +332,14 @@ class Sampler:
 
 
 def load_sampler(run, epoch: str) -> Sampler:
-    """The checkpoint of ``epoch`` ('150', 'last') of a ``runs.Run``."""
+    """The checkpoint of ``epoch`` ('150', 'last') of a ``runs.Run``, resolved once, to a file."""
     from composer.model import LSTMStepper, load_checkpoint
 
     config = run.config()
     vocab = config.vocab()
     label, checkpoint = run.resolve(epoch)
     model = load_checkpoint(checkpoint, len(vocab), config.model_config())
+    run.check_still_holds(label, checkpoint)
     return Sampler(label, vocab, LSTMStepper(model), model, config, run_voice_ceiling(run, config))
 
 

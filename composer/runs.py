@@ -11,13 +11,18 @@
     RUN/.lock                         held by the process training into the run
     RUN/logs/                         TensorBoard
     RUN/samples/epoch-0100/           generated MIDI
-    RUN/compare/<stamp>/              comparison pages (one folder each)
+    RUN/compare/<stamp>/              comparison pages (one folder each; <stamp>-2 … for pages
+                                      started in the same second)
+    RUN/compare/.<stamp>.building-HOST-PID-TOKEN/
+                                      a page being built by that process; removed by the next
+                                      compare once the process is gone
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
@@ -27,6 +32,7 @@ from composer import ComposerError
 
 HISTORY_FIELDS = ["epoch", "loss", "val_loss", "val_bits_per_note", "seconds"]
 EPOCH_ENTRY = "composer.json"  # inside a .keras archive: the epoch its weights hold
+EPOCH_ENTRY_BYTES = 4096  # {"epoch": N} is a few bytes; anything much larger is not one
 
 
 @dataclass
@@ -85,6 +91,9 @@ class RunConfig:
 @dataclass(frozen=True)
 class Run:
     root: Path
+    # (label, file) pairs already resolved (``pinned``): asked for again, they give the same
+    # file, so a command that resolves its epochs once never resolves a label a second time
+    pins: tuple[tuple[str, Path], ...] = ()
 
     @property
     def name(self) -> str:
@@ -145,56 +154,150 @@ class Run:
         except (ValueError, KeyError, TypeError) as error:
             raise ComposerError(f"{self.config_path}: damaged ({error})") from None
 
+    def planned_epochs(self) -> int | None:
+        """The last epoch run.json plans (None without a run.json, or if it names none)."""
+        if not self.config_path.exists():
+            return None
+        planned = self.config().train.get("epochs")
+        return planned if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 0 else None
+
     def saved_epochs(self) -> dict[int, Path]:
+        planned = self.planned_epochs()
         found = {}
         for path in sorted(self.checkpoints.glob("epoch-*.keras")):
             match = re.fullmatch(r"epoch-(\d+)\.keras", path.name)
             if match:
-                found[int(match.group(1))] = path
+                found[checked_epoch(int(match.group(1)), path, planned)] = path
         return found
 
     def last_epoch(self) -> int:
         """The epoch last.keras holds: recorded inside the archive (written with the weights),
-        else, for runs made before, in last.json."""
-        recorded = checkpoint_epoch(self.last)
+        else, for runs made before, in last.json; 0 when neither says."""
+        planned = self.planned_epochs()
+        recorded = checkpoint_epoch(self.last, planned)
         if recorded is not None:
             return recorded
         if not self.last_state.exists():
             return 0
-        return int(json.loads(self.last_state.read_text())["epoch"])
+        try:
+            value = json.loads(self.last_state.read_text())["epoch"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ComposerError(f"{self.last_state}: damaged ({type(error).__name__}: {str(error)[:100]})") from None
+        return checked_epoch(value, self.last_state, planned)
 
     def resolve(self, epoch: str) -> tuple[str, Path]:
-        """'150' or 'last' → (label such as 'epoch-0150', checkpoint path)."""
+        """'150' or 'last' → (label such as 'epoch-0150', checkpoint file)."""
+        number, path = self.checkpoint_of(epoch)
+        return epoch_label(number), path
+
+    def checkpoint_of(self, epoch: str) -> tuple[int, Path]:
+        """'150' or 'last' → (epoch, file). 'last' is the last completed epoch (last.keras; in
+        a run copied without it, the highest kept epoch); a number is a kept epoch, or the last
+        completed one where that was not kept (after a resume or Ctrl-C)."""
+        pins = dict(self.pins)
+        if epoch.isdigit() and epoch_label(int(epoch)) in pins:
+            return int(epoch), pins[epoch_label(int(epoch))]
         saved = self.saved_epochs()
+        last = self.last_epoch() if self.last.exists() else None
+        if epoch == "last" and last is not None:
+            return last, self.last
+        if epoch == "last" and saved:
+            return max(saved), saved[max(saved)]
+        if epoch.isdigit() and int(epoch) in saved:
+            return int(epoch), saved[int(epoch)]
+        if epoch.isdigit() and int(epoch) == last:
+            return last, self.last
         if epoch == "last":
-            if not self.last.exists():
-                raise ComposerError(f"{self.root}: no checkpoint yet")
-            return f"epoch-{self.last_epoch():04d}", self.last
-        if not epoch.isdigit() or int(epoch) not in saved:
-            available = ", ".join(str(e) for e in saved) or "none"
-            raise ComposerError(f"{self.root}: no checkpoint for epoch {epoch} (available: {available}, last)")
-        return f"epoch-{int(epoch):04d}", saved[int(epoch)]
+            raise ComposerError(f"{self.root}: no checkpoint yet")
+        raise ComposerError(f"{self.root}: no checkpoint for epoch {epoch} (available: {available(saved, last)})")
 
     def resolve_many(self, epochs: str) -> list[tuple[str, Path]]:
-        """'100,150', 'all' or 'last' → checkpoints in epoch order."""
+        """'100,150', 'all' (every kept epoch and the last completed one) or 'last' →
+        checkpoints in epoch order, each once."""
         if epochs == "all":
-            saved = self.saved_epochs()
-            if not saved:
-                raise ComposerError(f"{self.root}: no saved epochs")
-            return [(f"epoch-{e:04d}", p) for e, p in sorted(saved.items())]
-        return [self.resolve(e.strip()) for e in epochs.split(",") if e.strip()]
+            found = dict(self.saved_epochs())
+            if self.last.exists():
+                found.setdefault(*self.checkpoint_of("last"))
+            if not found:
+                raise ComposerError(f"{self.root}: no checkpoints yet")
+        else:
+            found = {}
+            for text in (e.strip() for e in epochs.split(",")):
+                if text:
+                    found.setdefault(*self.checkpoint_of(text))
+        return [(epoch_label(number), found[number]) for number in sorted(found)]
+
+    def pinned(self, checkpoints: list[tuple[str, Path]]) -> "Run":
+        """This run with these resolved checkpoints fixed (see ``pins``)."""
+        return Run(self.root, tuple(checkpoints))
+
+    def check_still_holds(self, label: str, path: Path) -> None:
+        """After ``path`` was loaded as ``label``: refuse if it was last.keras and the run has
+        trained on meanwhile, so samples never carry another epoch's label."""
+        now = self.last_epoch() if path == self.last else None
+        if now is not None and epoch_label(now) != label:
+            raise ComposerError(
+                f"{path}: the run trained on to epoch {now} while it was being read as {label}; "
+                "run the command again, or name a kept epoch"
+            )
 
     def history(self) -> list[dict]:
         if not self.history_path.exists():
             return []
+        planned = self.planned_epochs()
         with open(self.history_path, newline="") as f:
-            return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            rows = list(csv.DictReader(f))
+        return [history_row(row, f"{self.history_path}, line {number}", planned) for number, row in enumerate(rows, start=2)]
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The epoch recorded inside a .keras archive, if any."""
+def epoch_label(epoch: int) -> str:
+    return f"epoch-{epoch:04d}"
+
+
+def available(saved: dict[int, Path], last: int | None) -> str:
+    """The epochs a run can give, for an error message: kept ones, the last completed one."""
+    epochs = [str(e) for e in saved] + ([str(last)] if last is not None and last not in saved else [])
+    return ", ".join(epochs + ["last"]) if epochs else "none yet"
+
+
+def checked_epoch(value, source, planned: int | None) -> int:
+    """An epoch read from a file: a whole number from 0 to the run's planned epochs, else a
+    one-line error naming the file (a negative or infinite epoch would make a resume train
+    the wrong epochs and replace kept checkpoints)."""
+    whole = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+    if not (whole and 0 <= value <= (math.inf if planned is None else planned)):
+        bound = f"0 to {planned} (the epochs run.json plans)" if planned is not None else "0 up"
+        raise ComposerError(f"{source}: epoch {value!r} is not a whole number from {bound}; the file is damaged or was edited")
+    return int(value)
+
+
+def history_row(row: dict, source: str, planned: int | None) -> dict:
+    """One row of history.csv as numbers, its epoch checked (``checked_epoch``)."""
+    values = {}
+    for key, text in row.items():
+        try:
+            values[key] = float(text)
+        except (TypeError, ValueError):
+            raise ComposerError(f"{source}: {key} {text!r} is not a number") from None
+    values["epoch"] = checked_epoch(values.get("epoch"), source, planned)
+    return values
+
+
+def checkpoint_epoch(path: Path, planned: int | None = None) -> int | None:
+    """The epoch recorded inside a .keras archive (``checked_epoch``); None if the archive
+    cannot be read or records none (runs made before it did)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return int(json.loads(archive.read(EPOCH_ENTRY))["epoch"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            if EPOCH_ENTRY not in archive.namelist():
+                return None
+            with archive.open(EPOCH_ENTRY) as member:
+                entry = member.read(EPOCH_ENTRY_BYTES + 1)  # never a huge entry into memory
+    except (OSError, zipfile.BadZipFile):
         return None
+    if len(entry) > EPOCH_ENTRY_BYTES:
+        raise ComposerError(f"{path}: damaged {EPOCH_ENTRY} (over {EPOCH_ENTRY_BYTES} bytes)")
+    try:
+        value = json.loads(entry)["epoch"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ComposerError(f"{path}: damaged {EPOCH_ENTRY} ({type(error).__name__})") from None
+    return checked_epoch(value, path, planned)

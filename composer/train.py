@@ -580,11 +580,21 @@ def train_run(
         raise ComposerError(f"unknown decay {config.decay!r} (choose {', '.join(DECAYS)})")
     if data is None and not resume:
         raise ComposerError("give the music or tokenized corpus to train on (DATA), or --resume an existing run")
+    check_epochs(config)
     if config.strategy == "multiworker" and not as_worker and "TF_CONFIG" in os.environ:
         if not cluster_role(os.environ["TF_CONFIG"])[2]:
             return train_as_worker(
                 data, run_dir, config, preset, model_overrides, resume=resume, mixed_precision=mixed_precision,
                 report=report, progress=progress,
+            )
+    if not resume:
+        # checked before the lock is taken: a folder of someone else's is left untouched, lock file included
+        foreign = foreign_entries(Run(run_dir))
+        if foreign:
+            shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+            raise ComposerError(
+                f"--out {run_dir}: holds files composer train did not write ({shown}); choose a new or empty "
+                "folder (nothing in it was changed)"
             )
     with FolderLock(run_dir, "training"):
         try:
@@ -598,6 +608,57 @@ def train_run(
                 f"{run.last_epoch()} is complete; free some space and continue with "
                 f"`composer train --out {run_dir} --resume --epochs {config.epochs}`"
             ) from None
+
+
+def check_epochs(config: TrainConfig) -> None:
+    """--epochs, --save-at and --save-every in one line each when they cannot mean anything."""
+    if config.epochs < 1:
+        raise ComposerError(f"--epochs {config.epochs}: train at least 1 epoch")
+    wrong = [e for e in config.save_at if e < 1]
+    if wrong:
+        raise ComposerError(f"--save-at {','.join(map(str, wrong))}: epochs count from 1")
+    if config.save_every < 0:
+        raise ComposerError(f"--save-every {config.save_every}: give 0 (off) or a number of epochs")
+
+
+def sensible_keeping(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """The epochs kept as asked, except that a plan ending before every --save-at keeps its
+    last epoch (else a short run keeps nothing to generate from or compare); with a line
+    saying so, or naming the --save-at epochs the plan does not reach."""
+    beyond = sorted(e for e in config.save_at if e > config.epochs)
+    reached = any(e <= config.epochs for e in config.save_at) or 0 < config.save_every <= config.epochs
+    if not reached:
+        kept = replace(config, save_at=tuple(sorted({*config.save_at, config.epochs})))
+        asked = f" (--save-at {','.join(map(str, beyond))})" if beyond else ""
+        return kept, [f"keeping epoch {config.epochs}, the last: no epoch asked to be kept{asked} comes by --epochs {config.epochs}"]
+    if beyond:
+        return config, [f"--save-at {','.join(map(str, beyond))}: after the last epoch ({config.epochs}), so not kept in this session"]
+    return config, []
+
+
+# What `composer train` writes into a new run folder before run.json: its lock, the corpus it
+# tokenizes music into and the n-gram yardstick (and their temporaries while being written)
+EARLY_RUN_ENTRIES = (".lock", "corpus", "baseline.json")
+
+
+def foreign_entries(run: Run) -> list[str]:
+    """The names in a would-be run folder that `composer train` did not write: none in a run
+    (a run.json it can read); else every entry, except what train writes before run.json
+    when its lock file shows that train was there (a run killed before its first epoch)."""
+    from composer.storage import TEMPORARY_MARK
+
+    if not run.root.is_dir():
+        return []
+    names = sorted(p.name for p in run.root.iterdir())
+    if run.config_path.name in names:
+        try:
+            run.config()
+            return []
+        except ComposerError:
+            return names
+    if ".lock" not in names:
+        return names
+    return [n for n in names if n not in EARLY_RUN_ENTRIES and not (n.startswith(".") and TEMPORARY_MARK in n)]
 
 
 def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_precision, report, progress, given, as_worker) -> TrainSummary:
@@ -614,6 +675,10 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
         raise ComposerError(f"{run_dir}: nothing to resume (no checkpoints/last.keras)")
     previous = run.config() if resume else None
     if resume:
+        # every epoch the run recorded is checked before anything in it is touched
+        done = run.last_epoch()
+        run.history()
+        run.saved_epochs()
         remove_leftovers(run.checkpoints)
         remove_leftovers(run.root)
         corpus, corpus_dir = resumed_corpus(data, run, previous, report)
@@ -642,7 +707,6 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
 
     if previous is not None:
         model_config = previous.model_config()
-        done = run.last_epoch()
         session = {k: getattr(config, k) for k in ("epochs", "save_at", "save_every", "strategy")}
         config = previous.train_config()
         config.save_at, config.save_every, config.strategy = session["save_at"], session["save_every"], session["strategy"]
@@ -657,7 +721,7 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
     with strategy.scope():
         if previous is not None:
             model = load_checkpoint(run.last, len(vocab), model_config, compile=True)
-            first_epoch = run.last_epoch() + 1
+            first_epoch = done + 1
         else:
             model = build_model(model_config)
             compile_model(model, config)
@@ -665,6 +729,9 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
     if first_epoch > config.epochs:
         report(f"{run_dir} has already trained {first_epoch - 1} epochs; raise --epochs to continue")
         return summary
+    config, notes = sensible_keeping(config)
+    for note in notes:
+        report(note)
 
     run_config = RunConfig(
         model=model_config.to_dict(),

@@ -74,7 +74,7 @@ def cell_files(out: Path, suffix: str) -> list[Path]:
 
 
 def no_building_folder(parent: Path) -> bool:
-    return not [p for p in parent.iterdir() if p.name.endswith(".building")]
+    return not [p for p in parent.iterdir() if ".building" in p.name]
 
 
 def test_compare_writes_every_artifact(tiny_page):

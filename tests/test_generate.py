@@ -470,9 +470,13 @@ def test_missing_run(tmp_path):
 
 
 def test_run_without_checkpoint_for_last(tmp_path, vocab):
+    """A run copied without last.keras (as the shipped reference run): 'last' is its highest kept
+    epoch; with no checkpoint at all, one line."""
     root = make_run(tmp_path / "run", vocab, build_model(ModelConfig(len(vocab), **TINY)))
     (root / "checkpoints" / "last.keras").unlink()
-    assert "checkpoint" in one_line_error(invoke("generate", root))
+    assert [p.parent.name for p in written_paths(invoke("generate", root, "--tokens", 10))] == ["epoch-0001"]
+    (root / "checkpoints" / "epoch-0001.keras").unlink()
+    assert "no checkpoint yet" in one_line_error(invoke("generate", root))
 
 
 @pytest.mark.parametrize("epoch", [2, 4])  # garbage bytes; a truncated checkpoint

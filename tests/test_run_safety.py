@@ -4,9 +4,14 @@ never lose data, never a traceback, always one line that says what to do."""
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import json
+import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -248,3 +253,306 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
         b = logits(load_checkpoint(killed / "checkpoints" / name), probe)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert not list(killed.rglob("*.tmp*")), "temporaries left behind after the last resume"
+
+
+
+# ---- issue 19: nothing lost --------------------------------------------------------------------------------
+
+# Two `composer compare` of one run, started in the same second (the clock is frozen in both):
+# each records the MIDI files it wrote, as it wrote them, for the page to be checked against.
+CONCURRENT_COMPARE = r"""
+import hashlib, json, sys
+from datetime import datetime
+from pathlib import Path
+
+import composer.compare, composer.corpus
+from composer.compare import CompareSettings, compare
+
+
+class Frozen(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return datetime(2026, 1, 2, 3, 4, 5)
+
+
+composer.compare.datetime = Frozen
+written = {}
+real_write = composer.corpus.write_midi
+
+
+def recording(notes, path, *args, **kwargs):
+    path = real_write(notes, path, *args, **kwargs)
+    written[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return path
+
+
+composer.corpus.write_midi = recording
+settings = CompareSettings(num=2, samples=2, bars=1, temperature=float(sys.argv[2]))
+result = compare(Path(sys.argv[1]), "1,2", settings, lambda line: None)
+print(json.dumps({"page": str(result.page), "midi": written}))
+"""
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_two_compares_at_once_give_two_correct_pages(tmp_path, run):
+    """Same run, same second: two pages (STAMP and STAMP-2), each holding exactly the files its own
+    process wrote, with its own settings; what killed compares left behind is removed."""
+    again = copy_run(run, tmp_path / "again")
+    pages_root = again / "compare"
+    abandoned = pages_root / f".20250101-000000.building-{socket.gethostname()}-{dead_pid()}-0badf00d"
+    abandoned.mkdir(parents=True)
+    (abandoned / "half.wav").write_bytes(b"RIFF")
+    (pages_root / "20250101-000000").mkdir()  # the empty folder it had claimed
+    older = pages_root / ".20240101-000000.building"  # left by a version that named no owner
+    older.mkdir()
+    (older / "half.mid").write_bytes(b"MThd")
+    temperatures = ("0.5", "1.5")
+    processes = [
+        subprocess.Popen([str(PYTHON), "-c", CONCURRENT_COMPARE, str(again), t], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for t in temperatures
+    ]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    results = [json.loads(stdout.splitlines()[-1]) for stdout, _ in outputs]
+    pages = [Path(result["page"]).parent for result in results]
+    assert sorted(page.name for page in pages) == ["20260102-030405", "20260102-030405-2"]
+    assert sorted(p.name for p in pages_root.iterdir()) == sorted(page.name for page in pages), "leftovers removed, nothing else"
+    for result, page, temperature in zip(results, pages, temperatures):
+        assert json.loads((page / "metrics.json").read_text())["settings"]["temperature"] == temperature
+        assert {p.name: sha256(p) for p in page.glob("*.mid")} == result["midi"], page
+        assert (page / "index.html").exists()
+    assert results[0]["midi"] != results[1]["midi"], "the temperatures should give other samples"
+
+
+def test_building_folders_of_live_owners_are_kept(tmp_path):
+    from composer.storage import remove_abandoned
+
+    host = socket.gethostname()
+    kept = [
+        tmp_path / f".a.building-{host}-{os.getpid()}-00000000",  # this process: alive
+        tmp_path / f".b.building-another-host-{dead_pid()}-00000000",  # another host's: not ours to judge
+    ]
+    gone = tmp_path / f".c.building-{host}-{dead_pid()}-00000000"
+    for folder in (*kept, gone):
+        folder.mkdir()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "index.html").write_text("a page published meanwhile")
+    assert remove_abandoned(tmp_path) == [gone]
+    assert all(folder.is_dir() for folder in kept)
+    assert (tmp_path / "c" / "index.html").exists(), "a claimed folder that holds a page is not removed"
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under a folder with its content's hash: to show that nothing in it changed."""
+    return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_refuses_a_folder_of_someone_elses_untouched(tmp_path, corpus):
+    mine = tmp_path / "my folder"
+    mine.mkdir()
+    (mine / "run.json").write_text('{"my": "notes"}')
+    (mine / "history.csv").write_text("date,amount\n2026-01-02,12.50\n")
+    (mine / "baseline.json").write_text("[1, 2, 3]")
+    before = tree(mine)
+    line = one_error(invoke("train", corpus, "--out", mine, *TINY, "--epochs", "1"), "did not write", "baseline.json, history.csv, run.json")
+    assert str(mine) in line
+    assert tree(mine) == before and sorted(p.name for p in mine.iterdir()) == ["baseline.json", "history.csv", "run.json"], "not even a lock file"
+
+
+def test_train_takes_up_a_run_it_started_itself(tmp_path, run, corpus):
+    """A run killed before its first epoch (its lock and yardstick there, no run.json yet) is trained
+    afresh; a run with its run.json is handled as before (resumable, or refused without --resume)."""
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / ".lock").write_text("12345")
+    (early / "baseline.json").write_text((run / "baseline.json").read_text())
+    train_cli(corpus, early, "--epochs", "1")
+    assert Run(early).last_epoch() == 1
+    one_error(invoke("train", corpus, "--out", early, *TINY, "--epochs", "1"), "--resume")
+    assert invoke("train", "--out", early, "--resume", "--epochs", "2").exit_code == 0
+
+
+def rewrite_epoch_entry(archive_path: Path, entry: bytes | None) -> None:
+    """last.keras with its composer.json replaced by ``entry`` (None: left out)."""
+    with zipfile.ZipFile(archive_path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist() if name != "composer.json"}
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        if entry is not None:
+            archive.writestr("composer.json", entry)
+
+
+@pytest.mark.parametrize(
+    "damage,named",
+    [
+        ("last.keras epoch -3", "last.keras: epoch -3 is not a whole number from 0 to 2"),
+        ("last.keras epoch inf", "last.keras: epoch inf"),
+        ("last.keras epoch 99", "last.keras: epoch 99"),
+        ("last.keras epoch 1.5", "last.keras: epoch 1.5"),
+        ("last.json epoch -1", "last.json: epoch -1"),
+        ("last.json garbage", "last.json: damaged"),
+        ("history epoch -1", "history.csv, line 2: epoch -1.0"),
+        ("history not a number", "history.csv, line 3: loss 'lots' is not a number"),
+        ("checkpoint name", "epoch-0099.keras: epoch 99"),
+    ],
+)
+def test_an_epoch_out_of_range_in_any_file_is_one_line_naming_it(tmp_path, run, damage, named):
+    """A negative epoch in last.keras made --resume train epochs -2..13 and replace kept checkpoints."""
+    again = copy_run(run, tmp_path / "again")
+    last, state = again / "checkpoints" / "last.keras", again / "checkpoints" / "last.json"
+    if damage.startswith("last.keras"):
+        value = damage.split()[-1]
+        rewrite_epoch_entry(last, ('{"epoch": %s}' % ("Infinity" if value == "inf" else value)).encode())
+    elif damage.startswith("last.json"):
+        rewrite_epoch_entry(last, None)  # as in runs made before the epoch went into the archive
+        state.write_text('{"epoch": -1}' if damage.endswith("-1") else "{not json")
+    elif damage == "history epoch -1":
+        text = (again / "history.csv").read_text().splitlines()
+        (again / "history.csv").write_text("\n".join([text[0], "-1" + text[1][text[1].index(","):], *text[2:]]) + "\n")
+    elif damage == "history not a number":
+        text = (again / "history.csv").read_text().splitlines()
+        fields = text[2].split(",")
+        (again / "history.csv").write_text("\n".join([*text[:2], ",".join([fields[0], "lots", *fields[2:]])]) + "\n")
+    else:
+        shutil.copy(again / "checkpoints" / "epoch-0002.keras", again / "checkpoints" / "epoch-0099.keras")
+    before = tree(again)
+    commands = [["train", "--out", again, "--resume", "--epochs", "4"], ["info", again]]
+    if not damage.startswith("history"):  # generate reads no history
+        commands.append(["generate", again, "--epoch", "last", "--tokens", "10"])
+    for command in commands:
+        one_error(invoke(*command), named)
+    unlocked = lambda files: {k: v for k, v in files.items() if k != ".lock"}  # noqa: E731  (holds the last holder's pid)
+    assert unlocked(tree(again)) == unlocked(before), "nothing in the run changed"
+
+
+def test_disk_full_while_retokenizing_leaves_the_old_corpus_whole(tmp_path, corpus, monkeypatch):
+    """The second file of the new corpus fails to write: the old one still loads, pieces and tokens paired."""
+    from composer import ComposerError
+    from composer.dataset import TokenCorpus, tokenize_corpus
+
+    from train_fixtures import chorale_files
+
+    out = tmp_path / "tokens"
+    make_corpus(out, count=4)
+    old = TokenCorpus.load(out)
+    real_open = io.open
+    calls = []
+
+    def full_on_second(file, mode="r", *args, **kwargs):
+        # every writer of the corpus's files opens them through io.open (pathlib, zipfile, numpy)
+        if "w" in mode and Path(file).parent == out:
+            calls.append(Path(file).name)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", full_on_second)
+    with pytest.raises(ComposerError, match="disk full while writing the corpus"):
+        tokenize_corpus(chorale_files(12), out, jobs=1, cache_dir=None)
+    monkeypatch.setattr(io, "open", real_open)
+    assert len(calls) == 2, calls
+    kept = TokenCorpus.load(out)
+    assert [p.name for p in kept.pieces] == [p.name for p in old.pieces]
+    assert all(np.array_equal(a, b) for a, b in zip(kept.tokens, old.tokens))
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "corpus.json", "tokens.npz", "vocab.json"], "no temporaries left"
+
+
+def test_a_kill_between_the_renames_is_found_on_load(tmp_path):
+    """tokens.npz of a new corpus beside the old corpus.json: one line, never pieces paired with
+    another corpus's tokens (also for corpora written before corpus.json held the files' hashes)."""
+    from composer import ComposerError
+    from composer.dataset import TokenCorpus
+
+    small, large = make_corpus(tmp_path / "small", count=4), make_corpus(tmp_path / "large", count=12)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(small, mixed)
+    shutil.copy(large / "tokens.npz", mixed / "tokens.npz")
+    with pytest.raises(ComposerError, match="tokens.npz is not the one corpus.json was written with"):
+        TokenCorpus.load(mixed)
+    record = json.loads((mixed / "corpus.json").read_text())
+    del record["files"]
+    (mixed / "corpus.json").write_text(json.dumps(record))
+    with pytest.raises(ComposerError, match=r"tokens.npz \(12 pieces\) does not belong to corpus.json \(4 records\)"):
+        TokenCorpus.load(mixed)
+
+
+# ---- epochs: labels resolved once, sensible keeping ---------------------------------------------------------
+
+
+def kept_only(run: Path, dest: Path, *epochs: int) -> Path:
+    """A copy of ``run`` keeping only these epoch checkpoints (last.keras stays): the state after a
+    resume or Ctrl-C past the kept epochs, or of a run that kept none."""
+    again = copy_run(run, dest)
+    for path in (again / "checkpoints").glob("epoch-*.keras"):
+        if int(path.stem.split("-")[1]) not in epochs:
+            path.unlink()
+    return again
+
+
+def test_epoch_labels_resolve_in_every_state(tmp_path, run):
+    from composer import ComposerError
+
+    checkpoints = lambda r, text: [(label, path.name) for label, path in Run(r).resolve_many(text)]  # noqa: E731
+    stopped = kept_only(run, tmp_path / "stopped", 1)  # last completed epoch 2, not kept
+    assert checkpoints(stopped, "last") == [("epoch-0002", "last.keras")]
+    assert checkpoints(stopped, "2") == [("epoch-0002", "last.keras")]
+    assert checkpoints(stopped, "all") == [("epoch-0001", "epoch-0001.keras"), ("epoch-0002", "last.keras")]
+    assert checkpoints(stopped, "2,last,1") == [("epoch-0001", "epoch-0001.keras"), ("epoch-0002", "last.keras")]
+    with pytest.raises(ComposerError, match=r"no checkpoint for epoch 7 \(available: 1, 2, last\)"):
+        Run(stopped).resolve("7")
+    nothing_kept = kept_only(run, tmp_path / "none")
+    assert checkpoints(nothing_kept, "all") == checkpoints(nothing_kept, "last") == [("epoch-0002", "last.keras")]
+    copied = copy_run(run, tmp_path / "copied")  # as the shipped reference run: kept epochs, no last.keras
+    (copied / "checkpoints" / "last.keras").unlink()
+    (copied / "checkpoints" / "last.json").unlink()
+    assert checkpoints(copied, "last") == [("epoch-0002", "epoch-0002.keras")]
+    assert checkpoints(copied, "all") == [("epoch-0001", "epoch-0001.keras"), ("epoch-0002", "epoch-0002.keras")]
+    # pinned: the resolved files answer, whatever the run holds since
+    pinned = Run(stopped).pinned(Run(stopped).resolve_many("last"))
+    (stopped / "checkpoints" / "last.keras").rename(stopped / "checkpoints" / "moved.keras")
+    assert pinned.resolve("2") == ("epoch-0002", stopped / "checkpoints" / "last.keras")
+
+
+def test_compare_and_generate_take_the_last_epoch_when_it_was_not_kept(tmp_path, run):
+    """The normal state after a resume or Ctrl-C: compare --epochs last sampled the first epoch,
+    then failed with 'no checkpoint for epoch 2'."""
+    from composer.compare import CompareSettings, compare
+
+    stopped = kept_only(run, tmp_path / "stopped", 1)
+    tiny = CompareSettings(num=1, samples=2, bars=1)
+    assert compare(stopped, "last", tiny, lambda line: None).epochs == ["epoch 2"]
+    assert compare(stopped, "all", tiny, lambda line: None).epochs == ["epoch 1", "epoch 2"]
+    for epoch in ("2", "last"):
+        result = invoke("generate", stopped, "--epoch", epoch, "--tokens", "10")
+        assert result.exit_code == 0, result.output
+        assert "epoch-0002" in result.output
+
+
+def test_a_short_run_keeps_its_last_epoch_and_says_so(tmp_path, corpus):
+    short = tmp_path / "short"
+    result = train_cli(corpus, short, "--epochs", "2")  # the default --save-at 100,150 is never reached
+    assert "keeping epoch 2, the last" in result.output and "100,150" in result.output
+    assert sorted(Run(short).saved_epochs()) == [2]
+    beyond = tmp_path / "beyond"
+    result = train_cli(corpus, beyond, "--epochs", "2", "--save-at", "2,3")
+    assert "--save-at 3: after the last epoch (2)" in result.output
+    assert sorted(Run(beyond).saved_epochs()) == [2]
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_no_epochs_to_train_is_one_line_and_writes_nothing(tmp_path, corpus, epochs):
+    out = tmp_path / "run"
+    one_error(invoke("train", corpus, "--out", out, *TINY, "--epochs", epochs), f"--epochs {epochs}: train at least 1 epoch")
+    assert not out.exists()

@@ -332,3 +332,88 @@ def test_assign_splits_groups_pieces_that_share_a_long_span():
     assert sides[0] == sides[1] == "validation"
     assert sides[2] == "train"
     assert long_shared_spans(tokens) == [(0, 1)]
+
+
+# ---- files of several tunes (issue 19) ----------------------------------------------------------------
+
+THREE_TUNES = """X:1
+T:First tune
+M:3/4
+L:1/8
+K:G
+GA B2 d2 | c2 B2 A2 | G6 |]
+
+X:2
+T:Second tune
+M:6/8
+L:1/8
+K:D
+DFA dfa | afd AFD | D3 D3 |]
+
+X:3
+T:Third tune
+M:2/4
+L:1/8
+K:F
+FA cA | fc AF | F4 |]
+
+X:4
+T:Only rests
+M:4/4
+L:1/4
+K:C
+z4 | z4 |]
+"""
+
+
+def test_a_file_of_several_tunes_gives_one_piece_per_tune(tmp_path):
+    """Three tunes (and one of rests only) in one ABC file: three pieces, each with its own metre
+    and key, and the fourth skipped with its own reason. They were one piece of every tune."""
+    source = tmp_path / "folk" / "tunes.abc"
+    source.parent.mkdir()
+    source.write_text(THREE_TUNES)
+    out = tmp_path / "tokens"
+    result = tokenize(source, "--out", out, "--validation", "0", "--jobs", "1")
+    assert summary(result.output)["pieces"] == 3
+    assert result.output.splitlines()[0].strip(), "no blank first line (the progress bar's, off a terminal)"
+    assert f"skipped {source} (tune 4): no notes" in result.output
+    corpus = TokenCorpus.load(out)
+    pieces = {p.name: p for p in corpus.pieces}
+    assert sorted(pieces) == ["tunes-1", "tunes-2", "tunes-3"]
+    assert [pieces[f"tunes-{n}"].time_signature for n in (1, 2, 3)] == ["3/4", "6/8", "2/4"]
+    assert [pieces[f"tunes-{n}"].key for n in (1, 2, 3)] == ["G major", "D major", "F major"]
+    assert len({p.hash for p in corpus.pieces}) == 3, "each tune is its own piece for the split"
+    first = decode_tokens(corpus.tokens[[p.name for p in corpus.pieces].index("tunes-1")], corpus.vocab)
+    assert [n.pitch for n in first][:4] == [67, 69, 71, 74], "tune 1 starts as written (G A B d), at 0"
+    again = tokenize(source, "--out", tmp_path / "again", "--validation", "0", "--jobs", "1")
+    assert summary(again.output)["cached"] == 1 and summary(again.output)["pieces"] == 3, "the cache keeps every tune"
+    assert f"skipped {source} (tune 4): no notes" in again.output
+
+
+def test_corpus_export_never_overwrites_and_names_work_and_movement(tmp_path, monkeypatch):
+    """Movements of the same name in different works (mozart/k155/movement1, mozart/k156/movement1)
+    overwrote each other: 14 reported, 5 on disk. Now each has its own file, a work of several tunes
+    one file per tune, and nothing already in DEST is replaced."""
+    from music21 import corpus
+
+    import composer.corpus
+
+    works = [str(corpus.getWork(name)) for name in ("mozart/k155/movement1.mxl", "mozart/k156/movement1.mxl", "essenFolksong/teste.abc")]
+    monkeypatch.setattr(composer.corpus, "collection_works", lambda name: works)  # a small "mozart"
+    dest = tmp_path / "midi"
+    dest.mkdir()
+    (dest / "teste-2.mid").write_bytes(b"the user's own file")
+    first = CliRunner().invoke(app, ["corpus", "export", "mozart", str(dest), "--jobs", "1", "--verbose"])
+    assert first.exit_code == 0, first.output
+    expected = ["k155_movement1.mid", "k156_movement1.mid", *(f"teste-{n}.mid" for n in range(1, 9))]
+    assert sorted(p.name for p in dest.iterdir()) == expected
+    assert (dest / "teste-2.mid").read_bytes() == b"the user's own file"
+    lines = first.output.splitlines()
+    assert lines[-1] == f"wrote 9 MIDI files to {dest}; 1 already there, left as they were"
+    assert sorted(line for line in lines if line.startswith("wrote /")) == sorted(f"wrote {dest / n}" for n in expected if n != "teste-2.mid")
+    assert f"kept {dest / 'teste-2.mid'} (already there)" in lines
+    assert read_piece(dest / "k155_movement1.mid").notes != read_piece(dest / "k156_movement1.mid").notes
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    again = CliRunner().invoke(app, ["corpus", "export", "mozart", str(dest), "--jobs", "1"])
+    assert again.output.splitlines() == [f"wrote 0 MIDI files to {dest}; 10 already there, left as they were"]
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
