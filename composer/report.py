@@ -234,6 +234,11 @@ def _url(path: str) -> str:
     return quote(PurePath(path).as_posix())
 
 
+def _scrolling(html: str) -> str:
+    """A box that scrolls sideways by itself, so a wide table never widens the page."""
+    return f'<div class="scroll">{html}</div>'
+
+
 def _header(page: ComparisonPage) -> str:
     settings = "".join(
         f"<div><dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd></div>" for k, v in page.settings.items()
@@ -245,26 +250,40 @@ def _header(page: ComparisonPage) -> str:
 
 
 def _summary_table(page: ComparisonPage) -> str:
-    """One row per checkpoint: measures on which it is clearly closest to real, bits, copying."""
+    """One row per checkpoint: how often a classifier tells it from real music, on how many
+    measures it is far from real and clearly closest, bits, copying; then real against real."""
     comparison = page.comparison
     total = len(comparison.measures)
+    told = comparison.distinguishability
     body = []
     for label in comparison.checkpoints:
         wins = sum(m.closest == label for m in comparison.measures)
+        far = sum(bool(m.far.get(label)) for m in comparison.measures)
         bits = comparison.bits.get(label, {})
         listen = f'<a href="#row-{page.rows.index(label)}">listen</a>' if label in page.rows else ""
         body.append(
-            f'<tr><th scope="row">{escape(label)}</th><td>{wins} of {total}</td>'
+            f'<tr><th scope="row">{escape(label)}</th><td>{_accuracy(told.get(label))}</td><td>{far} of {total}</td><td>{wins} of {total}</td>'
             f"<td>{format_value(bits.get('validation'))}</td><td>{format_value(bits.get('training'))}</td>"
             f"<td>{format_interval(comparison.copies[label])} (longest {format_value(comparison.longest_copy[label])})</td>"
             f"<td>{listen}</td></tr>"
         )
+    for label, result in told.items():
+        if label not in comparison.checkpoints:
+            body.append(f'<tr class="ref"><th scope="row">{escape(label)}</th><td>{_accuracy(result)}</td>' + "<td></td>" * 6 + "</tr>")
     return (
-        '<table id="epochs"><thead><tr><th scope="col">checkpoint</th><th scope="col">clearly closest to real on</th>'
-        '<th scope="col">validation bits/note</th><th scope="col">training bits/note</th>'
+        '<table id="epochs"><thead><tr><th scope="col">checkpoint</th>'
+        '<th scope="col">told from real by a classifier<span class="desc">balanced accuracy, 95 % interval; 50 % = indistinguishable</span></th>'
+        '<th scope="col">far from real on</th><th scope="col">clearly closest to real on</th>'
+        '<th scope="col">validation bits/note</th><th scope="col">training bits/note (eval mode)</th>'
         '<th scope="col">copied from training, beats (95 % interval)</th><th scope="col">samples</th></tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table>'
     )
+
+
+def _accuracy(result) -> str:
+    if result is None or not math.isfinite(result.accuracy):
+        return "–"
+    return f"{100 * result.accuracy:.0f} % [{100 * result.low:.0f}–{100 * result.high:.0f}]"
 
 
 def _metric_table(page: ComparisonPage) -> str:
@@ -273,26 +292,43 @@ def _metric_table(page: ComparisonPage) -> str:
     head = "".join(f'<th scope="col"{" class=ref" if r not in comparison.checkpoints else ""}>{escape(r)}</th>' for r in rows)
     body = []
     for m in comparison.measures:
+        hear = f"; off: {m.hear}" if m.hear else ""
         name = (
-            f'<th scope="row" title="{escape(m.description)}">{escape(m.key)}'
-            f'<span class="desc">{escape(m.description)}</span></th>'
+            f'<th scope="row" title="{escape(m.key)}">{escape(m.name or m.key)}'
+            f'<span class="desc">{escape(m.description)}{escape(hear)}</span></th>'
         )
         cells = [f"<td>{format_value(m.reference)}</td>"]
         for r in rows:
             text = format_interval(m.values[r])
+            if m.far.get(r):
+                text += ' <span class="far" title="clearly farther from real than other real music">far</span>'
             if r == m.closest:
                 cells.append(f'<td class="best" title="clearly closest to real">{text}</td>')
             else:
                 cells.append(f'<td{" class=ref" if r not in comparison.checkpoints else ""}>{text}</td>')
+        far = [r for r in comparison.checkpoints if m.far.get(r)]
         verdict = f"{escape(m.closest)} closer" if m.closest else "no clear difference"
+        if far:
+            verdict += f"; far from real: {escape(', '.join(far))}"
         body.append(f"<tr>{name}{''.join(cells)}<td class=\"verdict\">{verdict}</td></tr>")
-    return (
+    table = (
         f'<table id="metrics"><thead><tr><th scope="col">measure</th><th scope="col">real music<span class="desc">'
-        f'training excerpts of the same length</span></th>{head}<th scope="col">verdict</th></tr></thead>'
+        f'{escape(_reference_words(comparison))}</span></th>{head}<th scope="col">verdict</th></tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table>'
-        '<p class="hint">Means over the measured samples with 95 % bootstrap intervals. A checkpoint is closer '
-        "to real music on a measure only where the intervals of the distances to it do not overlap.</p>"
     )
+    return (
+        _scrolling(table)
+        + '<p class="hint">Means over the measured samples with 95 % bootstrap intervals. A checkpoint is closer '
+        "to real music on a measure only where the intervals of the distances to it do not overlap; it is "
+        "<em>far</em> from real music where its distance interval lies wholly above the training excerpts' "
+        "(farther than other real music is).</p>"
+    )
+
+
+def _reference_words(comparison) -> str:
+    if comparison.reference == "training excerpts":
+        return "training excerpts of the same length"
+    return "the real continuations of the same openings"
 
 
 def _plots(page: ComparisonPage) -> str:
@@ -302,19 +338,33 @@ def _plots(page: ComparisonPage) -> str:
     )
 
 
+def _score(src: str, row: str, column: str) -> str:
+    """An engraved excerpt at the cell's full width; a click (a tap, Enter) opens it over the page
+    at the screen's full width, another closes it: a <details> without script."""
+    where = escape(f"{row} · {column}")
+    return (
+        '<details class="score"><summary title="enlarge the score">'
+        f'<img class="score" src="{_url(src)}" alt="{escape(f"score: {row}, {column}")}">'
+        f'<span class="zoom">{where} · click to close</span></summary></details>'
+    )
+
+
 def _cell(cell: Cell | None, row: str, column: str) -> str:
+    """One sample: its primer's name, the player and the files on one line, then the score and the roll."""
+    where = f'<span class="where">{escape(column)}</span>'
     if cell is None:
-        return '<td class="missing">–</td>'
-    parts = []
+        return f'<td class="missing">{where}–</td>'
+    head = [where]
     if cell.audio:
-        parts.append(f'<audio controls preload="auto" src="{_url(cell.audio)}"></audio>')
-    if cell.score:
-        parts.append(f'<img class="score" src="{_url(cell.score)}" alt="{escape(f"score: {row}, {column}")}">')
-    if cell.image:
-        parts.append(f'<img class="roll" src="{_url(cell.image)}" alt="{escape(f"piano roll: {row}, {column}")}">')
+        head.append(f'<audio controls preload="auto" src="{_url(cell.audio)}"></audio>')
     links = [f'<a href="{_url(p)}" download>{kind}</a>' for kind, p in (("MIDI", cell.midi), ("WAV", cell.audio)) if p]
     if links:
-        parts.append(f'<div class="files">{"".join(links)}</div>')
+        head.append(f'<span class="files">{"".join(links)}</span>')
+    parts = [f'<div class="head">{"".join(head)}</div>']
+    if cell.score:
+        parts.append(_score(cell.score, row, column))
+    if cell.image:
+        parts.append(f'<img class="roll" src="{_url(cell.image)}" alt="{escape(f"piano roll: {row}, {column}")}">')
     return f"<td>{''.join(parts)}</td>"
 
 
@@ -329,8 +379,10 @@ def _grid(page: ComparisonPage) -> str:
         '<input type="radio" name="view" id="view-score" checked><label for="view-score">score</label>'
         '<input type="radio" name="view" id="view-roll"><label for="view-roll">piano roll</label>'
     )
+    # laid out by the CSS, not as a table: each row's heading, then its cells, one to a line in the
+    # score view (an excerpt is one long system and needs the width), side by side as piano rolls
     return (
-        f'{toggle}<div class="scroll"><table id="grid"><thead><tr><th></th>{head}</tr></thead>'
+        f'{toggle}<div class="cells"><table id="grid"><thead><tr><th></th>{head}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table></div>'
     )
 
@@ -339,17 +391,23 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1280px;margin:0 auto;
  padding:1rem 1.5rem 3rem;color:#222;background:#fff;line-height:1.4}
 h1{font-size:1.5rem;margin:0 0 .4rem}
+h1,#headline,dd,figcaption{overflow-wrap:anywhere}
 h2{font-size:1.1rem;margin:1.8rem 0 .6rem;padding-bottom:.2rem;border-bottom:1px solid #ddd}
 dl.settings{display:flex;flex-wrap:wrap;gap:.2rem 1.4rem;margin:0;font-size:.85rem;color:#555}
-dl.settings div{display:flex;gap:.35rem}
+dl.settings div{display:flex;gap:.35rem;min-width:0}
 dt{font-weight:600}
 dd{margin:0}
 table{border-collapse:collapse}
 th,td{padding:.4rem .7rem;border-bottom:1px solid #e6e6e6;text-align:left;vertical-align:top}
 thead th{border-bottom:2px solid #ccc}
+/* a wide table scrolls in its own box (_scrolling), never the page; one put straight into a
+   section scrolls by itself too */
+.scroll{overflow-x:auto;max-width:100%}
+section>table{display:block;overflow-x:auto;max-width:100%}
 #metrics td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 #metrics tbody th{font-weight:600}
 td.best{background:#dcf2e1;font-weight:700}
+.far{color:#a33;font-weight:700;font-size:.8em;margin-left:.3em}
 #headline{font-size:1.1rem;margin:.3rem 0 .8rem;padding:.6rem .8rem;background:#f4f7fb;border-left:4px solid #1f5fa8}
 .ci{color:#888;font-size:.8rem;font-weight:normal}
 td.verdict{color:#555;text-align:left!important}
@@ -357,20 +415,43 @@ td.verdict{color:#555;text-align:left!important}
 .desc,.better{display:block;font-size:.78rem;font-weight:normal;color:#777}
 .hint{color:#555;font-size:.9rem;margin:.2rem 0 .8rem}
 figure{margin:0 0 1.2rem}
-figure img{max-width:100%;border:1px solid #eee}
+figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85rem;color:#555}
-.scroll{overflow-x:auto}
-#grid tbody th{white-space:nowrap}
-#grid td{min-width:14rem;width:24rem}
-#grid audio{width:100%;display:block}
-#grid img{width:100%;display:block;margin:.3rem 0}
-#grid img.score{background:#fff}
-#view-score:checked~.scroll img.roll{display:none}
-#view-roll:checked~.scroll img.score{display:none}
 #listen label{margin:0 1rem 0 .2rem;font-size:.9rem}
+/* the listening grid, laid out as blocks: a row's heading, then its cells; one cell to a line
+   in the score view, so that an excerpt (one long system) gets the full width; side by side as
+   piano rolls. The column heads are in each cell (.where); the table's own head stays for
+   screen readers. */
+#grid,#grid tbody{display:block}
+#grid thead{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
+#grid tr{display:grid;grid-template-columns:minmax(0,1fr);column-gap:1.2rem;margin-bottom:1rem}
+#view-roll:checked~.cells #grid tr{grid-template-columns:repeat(auto-fill,minmax(min(100%,20rem),1fr))}
+#grid tbody th{grid-column:1/-1;padding:.3rem 0;font-size:1.05rem;border-bottom:2px solid #ccc;overflow-wrap:anywhere}
+#grid td{display:block;min-width:0;padding:.5rem 0 .8rem}
+#grid .head{display:flex;flex-wrap:wrap;align-items:center;gap:.3rem 1rem}
+#grid .where{font-weight:600;min-width:0;overflow-wrap:anywhere}
+#grid audio{display:block;width:22rem;max-width:100%}
+#view-roll:checked~.cells #grid audio{width:100%}
 .files a{font-size:.85rem;margin-right:.9rem}
+#grid img.roll{display:block;width:100%;height:auto;margin:.3rem 0}
+#view-score:checked~.cells img.roll{display:none}
+#view-roll:checked~.cells details.score{display:none}
+/* a score: the cell's width (a short excerpt no taller than 10rem, so that the excerpts of a
+   column share one scale); clicked, the whole screen */
+details.score{margin:.4rem 0 0}
+details.score>summary{display:block;list-style:none;cursor:zoom-in}
+details.score>summary::-webkit-details-marker{display:none}
+img.score{display:block;width:100%;height:auto;max-height:10rem;object-fit:contain;object-position:left center;background:#fff}
+.zoom{display:none}
+details.score[open]>summary{position:fixed;inset:0;z-index:10;box-sizing:border-box;padding:2.8rem 1rem 1rem;
+ overflow:auto;overscroll-behavior:contain;background:#fff;cursor:zoom-out}
+details.score[open] .zoom{display:block;position:fixed;top:0;left:0;right:0;padding:.6rem 1rem;
+ background:#f4f7fb;border-bottom:1px solid #ddd;font-size:.9rem;overflow-wrap:anywhere}
+details.score[open] img.score{width:auto;height:auto;min-width:100%;min-height:8rem;max-width:none;max-height:calc(100vh - 4rem)}
+@media (max-width:60rem){details.score[open] img.score{min-height:11rem}}
 .missing{color:#aaa}
 footer{margin-top:2rem;font-size:.8rem;color:#888}
+@media (max-width:40rem){body{padding:.6rem .75rem 2rem}th,td{padding:.3rem .45rem}}
 """
 
 # Optional nicety, the page works without it: starting one player pauses the others, so two
@@ -395,10 +476,11 @@ def render_page(page: ComparisonPage) -> str:
 <body>
 {_header(page)}
 <main>
-<section id="summary"><h2>Checkpoints compared</h2>{_summary_table(page)}</section>
+<section id="summary"><h2>Checkpoints compared</h2>{_scrolling(_summary_table(page))}</section>
 <section id="listen"><h2>Listen</h2>
-<p class="hint">Each row is a checkpoint, each column continues the same primer.
-The primer is grey (in the scores: the primer's last bar, then 4 new bars); the new music is blue in the piano rolls.</p>
+<p class="hint">Under each checkpoint, one sample for each primer, in the same order for every checkpoint.
+The primer is grey (in the scores: the primer's last bar, then 4 new bars); the new music is blue in the piano rolls.
+Click a score to see it at the full width of the screen, and again to close it.</p>
 {_grid(page)}</section>
 <section id="measures"><h2>Measures</h2>{_metric_table(page)}</section>
 {plots}

@@ -287,6 +287,29 @@ def test_winner_is_highlighted_only_where_a_checkpoint_is_clearly_closest():
     assert 'class="best"' in metric_cells(moved, "in_key_rate")[1] and moved.count('class="best"') == 1
 
 
+def test_the_page_says_how_far_from_real_and_how_often_a_classifier_tells_each_checkpoint():
+    from composer.compare import REAL_VS_REAL
+    from composer.metrics import Distinguishability
+
+    comparison = fixed_comparison()
+    chords = comparison.measures[0]
+    chords.name, chords.hear = "chords", "clashing sonorities where too low"
+    chords.far = {"epoch 100": True, "epoch 150": False}
+    comparison.distinguishability = {
+        "epoch 100": Distinguishability(0.91, 0.85, 0.96, (32, 30)),
+        "epoch 150": Distinguishability(0.72, 0.68, 0.76, (32, 30)),
+        REAL_VS_REAL: Distinguishability(0.52, 0.40, 0.63, (30, 30)),
+    }
+    html = render_page(simple_page(comparison=comparison))
+    cells = metric_cells(html, "chords")
+    assert '<span class="far"' in cells[1] and "far" not in cells[2], cells  # epoch 100 only
+    assert "far from real: epoch 100" in cells[-1] and "clashing sonorities" in html
+    summary = re.search(r'<table id="epochs">.*?</table>', html, re.S).group(0)
+    assert "91 % [85–96]" in summary and "72 % [68–76]" in summary and "52 % [40–63]" in summary
+    assert re.search(r"epoch 100</th><td>91 % \[85–96\]</td><td>1 of 3</td>", summary), summary
+    assert "the real continuations of the same openings" in html
+
+
 def test_intervals_are_shown_for_every_row():
     html = render_page(simple_page())
     chord = metric_cells(html, "chord_tone_rate")
@@ -533,3 +556,145 @@ def test_page_plays_in_headless_chromium(tmp_path):
         assert player["duration"] >= asked - 0.02, player
         assert player["duration"] == pytest.approx(asked, abs=0.05), player
     assert state["epochs"] == len(epochs)
+
+
+# ---- the page's layout at phone, laptop and desktop widths ---------------------------------
+
+WIDTHS = (400, 800, 1400)
+LEGIBLE = 120  # px: the least height of an engraved grand staff (two staves) that reads at a glance
+GRAND_STAFF = (1923, 198)  # the viewBox verovio gives 4 bars of a grand staff at the page's settings
+
+
+def write_engraved_svg(path: Path, size: tuple[int, int] = GRAND_STAFF) -> Path:
+    """An excerpt as verovio writes it: a viewBox and no width or height, two staves of five lines."""
+    width, height = size
+    staves = [height * 0.18, height * 0.58]
+    lines = "".join(
+        f'<line x1="10" x2="{width - 10}" y1="{top + k * height * 0.06:.1f}" y2="{top + k * height * 0.06:.1f}" stroke="black"/>'
+        for top in staves for k in range(5)
+    )
+    path.write_text(f'<svg viewBox="0 0 {width} {height}" version="1.1" xmlns="http://www.w3.org/2000/svg">{lines}</svg>',
+                    encoding="utf-8")
+    return path
+
+
+WIDE_CHECKPOINTS = [f"epoch {e} of bach-chorales-full-dropout-0.4" for e in (25, 50, 100, 150, 200)]
+WIDE_PRIMERS = [f"BWV {n} — O Haupt voll Blut und Wunden, soprano & alto & tenor & bass" for n in ("244.62", "151.5", "112.5")]
+
+
+def build_wide_page(directory: Path) -> Path:
+    """The widest page a comparison makes: five long-named checkpoints and real music, thirteen
+    measures with long names, three primers with long names; one 4-bar grand staff per cell
+    (one short excerpt among them), audio and piano rolls, and the two plots."""
+    rows = WIDE_CHECKPOINTS + [REAL]
+    write_sine_wav(directory / "a.wav", 330.0, seconds=0.3)
+    piano_roll_png(melody(), directory / "roll.png", primer_end=2.0)
+    write_engraved_svg(directory / "score.svg")
+    write_engraved_svg(directory / "short.svg", (699, 195))  # a short excerpt: two bars
+    cells = {
+        (row, column): Cell(audio="a.wav", image="roll.png", midi="a.mid", score="short.svg" if (i, j) == (0, 1) else "score.svg")
+        for i, row in enumerate(rows) for j, column in enumerate(WIDE_PRIMERS)
+    }
+    measures = []
+    for k in range(13):
+        values = {r: (0.5 + 0.01 * i + k, 0.45 + k, 0.55 + 0.02 * i + k) for i, r in enumerate(rows)}
+        measures.append(measure(f"longest_run_of_repeated_melodic_intervals_{k}", rows[k % 5] if k % 3 else None, values, k + 0.6))
+    comparison = Comparison(
+        checkpoints=list(WIDE_CHECKPOINTS),
+        bits={r: {"validation": 3.94 - i / 10, "training": 3.61 - i / 10} for i, r in enumerate(WIDE_CHECKPOINTS)},
+        measures=measures,
+        copies={r: (1.0 + i, 0.5 + i, 1.5 + i) for i, r in enumerate(rows)},
+        longest_copy={r: 2.0 + i for i, r in enumerate(rows)},
+        samples=32,
+        real_is_closest={m.key: False for m in measures},
+    )
+    curves_png([{"epoch": e, "loss": 3 / e, "val_loss": 3.3 / e, "val_bits_per_note": 5 - e / 60} for e in range(1, 201)],
+               [25, 50, 100, 150, 200], directory / "curves.png")
+    page = ComparisonPage(
+        title="bach-chorales-full-dropout-0.4-learning-rate-0.002-window-256-" * 2,
+        headline="epoch 200 of bach-chorales-full-dropout-0.4 is closer to the real music on 5 of 13 measures",
+        settings={"primers": ", ".join(WIDE_PRIMERS), "soundfont": "/usr/share/sounds/sf2/FluidR3_GM_with_a_long_name.sf2"},
+        rows=rows,
+        columns=list(WIDE_PRIMERS),
+        cells=cells,
+        comparison=comparison,
+        plots=[("Validation bits per note and training loss", "curves.png")],
+    )
+    return write_page(page, directory)
+
+
+LAYOUT = """
+const doc = document.documentElement, box = e => e.getBoundingClientRect();
+return {
+  inner: window.innerWidth, client: doc.clientWidth, scroll: doc.scrollWidth,
+  boxes: [...document.querySelectorAll('.scroll')].map(b => ({
+      table: b.querySelector('table') && b.querySelector('table').id, scroll: b.scrollWidth, client: b.clientWidth})),
+  scores: [...document.querySelectorAll('img.score')].map(i => ({
+      src: i.getAttribute('src'), width: box(i).width, height: box(i).height, left: box(i).left})),
+};
+"""
+
+OPENED = """
+const open = [...document.querySelectorAll('details.score[open]')], doc = document.documentElement;
+const rect = e => e.getBoundingClientRect();
+return {
+  count: open.length,
+  image: open.length ? rect(open[0].querySelector('img.score')).toJSON() : null,
+  overlay: open.length ? rect(open[0].querySelector('summary')).toJSON() : null,
+  client: doc.clientWidth, scroll: doc.scrollWidth,
+};
+"""
+
+
+def test_the_page_fits_phone_laptop_and_desktop_widths(tmp_path):
+    """No sideways scrolling of the page at 400, 800 and 1400 px, in either view: the wide tables
+    scroll inside their own boxes. At 1400 px every score is drawn at least LEGIBLE px tall, a
+    4-bar grand staff at its own shape across the content's width; at every width a click opens
+    a score over the whole screen's width at a legible height, and a second click closes it."""
+    require_chromium()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    site = tmp_path / "wide & long"
+    site.mkdir()
+    page_path = build_wide_page(site)
+    cells = (len(WIDE_CHECKPOINTS) + 1) * len(WIDE_PRIMERS)
+    seen, rolls, opened = {}, {}, {}
+    driver = chromium_driver(tmp_path / "profile")
+    try:
+        driver.get(page_path.as_uri())
+        WebDriverWait(driver, 20, poll_frequency=0.1).until(lambda d: d.execute_script(ALL_MEDIA_READY))
+        for width in WIDTHS:
+            driver.set_window_size(width, 900)
+            seen[width] = driver.execute_script(LAYOUT)
+            driver.find_element(By.CSS_SELECTOR, "img.score").click()
+            opened[width] = driver.execute_script(OPENED)
+            driver.find_element(By.CSS_SELECTOR, "details.score[open] > summary").click()
+            assert driver.execute_script(OPENED)["count"] == 0, f"a second click closes the score at {width} px"
+            driver.find_element(By.CSS_SELECTOR, 'label[for="view-roll"]').click()
+            rolls[width] = driver.execute_script(LAYOUT)
+            driver.find_element(By.CSS_SELECTOR, 'label[for="view-score"]').click()
+        check_the_view_toggle(driver, cells)
+    finally:
+        driver.quit()
+    for width in WIDTHS:
+        for view, layout in (("score", seen[width]), ("piano roll", rolls[width])):
+            assert layout["inner"] == width
+            assert layout["scroll"] <= layout["client"], f"the page scrolls sideways at {width} px ({view}): {layout['scroll']}"
+        big = opened[width]
+        assert big["count"] == 1, width
+        assert big["image"]["width"] >= 0.9 * width, (width, big)
+        assert big["image"]["height"] >= LEGIBLE, (width, big)
+        assert big["overlay"]["left"] == 0 and big["overlay"]["width"] == big["client"], "the open score covers the screen"
+        assert big["scroll"] <= big["client"], "the open score scrolls in its own box, not the page"
+    # the tables are wider than a phone: they scroll inside their boxes
+    phone = {box["table"]: box for box in seen[400]["boxes"]}
+    assert phone["metrics"]["scroll"] > phone["metrics"]["client"] and phone["epochs"]["scroll"] > phone["epochs"]["client"]
+    desktop = seen[1400]["scores"]
+    assert len(desktop) == cells
+    assert all(score["height"] >= LEGIBLE for score in desktop), desktop
+    grand = [score for score in desktop if score["src"] == "score.svg"]
+    shape = GRAND_STAFF[0] / GRAND_STAFF[1]
+    for score in grand:
+        assert score["width"] / score["height"] == pytest.approx(shape, rel=0.02), score
+    assert grand[0]["width"] >= 0.85 * 1400, "a grand staff gets the content's full width"
