@@ -38,7 +38,10 @@ from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode
 
 TRAIN_PIECES_FOR_BITS = 64  # training bits per note on a fixed subset: enough to show the gap, quick
 REAL = "real continuation"
-EXCERPTS = "training excerpts"  # real music of other pieces: the natural spread around the reference
+# real music made as the real continuations are, from the openings of training pieces: how much
+# real music varies around the reference (the sanity row, and the yardstick of "far")
+OTHER_REAL = "training continuations"
+EXCERPTS = "training excerpts"  # the reference of a --primer comparison, which has no real continuation
 REAL_VS_REAL = "training vs held-out real"  # the classifier's sanity row
 REFERENCE_EXCERPTS = 240  # training excerpts measured as real music: enough for a steady mean, quick
 
@@ -235,11 +238,11 @@ def compare_measures(
 
 def far_from_real(measure: Measure, row: str) -> bool:
     """Whether a checkpoint is clearly farther from real music than other real music is: its
-    distance interval lies wholly above the training excerpts' (real pieces vary too). Without
+    distance interval lies wholly above the training continuations' (real pieces vary too). Without
     that row (a --primer comparison), whether real music's mean lies outside its interval."""
     low = measure.distances[row][1]
-    if EXCERPTS in measure.distances:
-        return bool(low > measure.distances[EXCERPTS][2])
+    if OTHER_REAL in measure.distances:
+        return bool(low > measure.distances[OTHER_REAL][2])
     mean, lo, hi = measure.values[row]
     return bool(math.isfinite(mean) and not lo <= measure.reference <= hi)
 
@@ -256,8 +259,8 @@ def clearly_closest(distances: dict[str, tuple[float, float, float]], checkpoint
 
 def real_holds(measure: Measure, checkpoints: list[str]) -> bool:
     """The sanity check of a measure: no checkpoint is clearly closer to real music than other
-    real music is (the training excerpts; their distance interval wholly below theirs)."""
-    real = measure.distances[EXCERPTS]
+    real music is (the training continuations; its distance interval wholly below theirs)."""
+    real = measure.distances[OTHER_REAL]
     return not any(measure.distances[c][2] < real[1] for c in checkpoints if c in measure.distances)
 
 
@@ -386,6 +389,7 @@ def compare(
     if settings.bars <= 0 or settings.primer_bars <= 0:
         raise ComposerError("--bars and --primer-bars must be positive")
     checkpoints = run.resolve_many(epochs)
+    run = run.pinned(checkpoints)  # every later look-up of these epochs gives these very files
     if out is not None and out.exists() and not out.is_dir():
         raise ComposerError(f"{out}: is a file, not a folder; choose another --out")
     if out is not None and out.exists() and any(out.iterdir()):
@@ -476,11 +480,9 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         histograms[row] = mean_pitch_classes(continuations)
     unique = list(dict.fromkeys(o.name for o in chosen))
     by_name = {o.name: o for o in openings}
-    excerpts = training_excerpts(corpus, vocab, settings.bars * bar_quarters(openings[0].primer.time_signature or "4/4"))
-    step = max(1, len(excerpts) // REFERENCE_EXCERPTS)
-    excerpt_rows = [measure_piece(e, e, ranges) for e in excerpts[::step]]
-    # real music that continues openings as the samples do: the classifier's side for a --primer
-    # comparison, and the training half of its real-vs-real sanity row
+    # real music that continues openings as the samples do (OTHER_REAL): the sanity row and the
+    # yardstick of "far", the classifier's real side for a --primer comparison, and the training
+    # half of its real-vs-real row
     training_real = [
         measure_piece(continuation(o.real, o.primer.end), o.real, ranges)
         for o in validation_openings(corpus, settings, vocab, "train")[:TRAIN_PIECES_FOR_BITS]
@@ -497,10 +499,12 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         histograms["real pieces"] = mean_pitch_classes([decode_tokens(t, vocab) for t in corpus.split("validation")])
         # weighted as the samples are: opening i mod n continued once per sample
         reference = [real_of[o.name] for o in chosen]
-        rows[EXCERPTS] = excerpt_rows
+        if training_real:
+            rows[OTHER_REAL] = training_real
         real_side, real_groups = [real_of[n] for n in unique], unique
     else:
-        reference = excerpt_rows
+        excerpts = training_excerpts(corpus, vocab, settings.bars * bar_quarters(openings[0].primer.time_signature or "4/4"))
+        reference = [measure_piece(e, e, ranges) for e in excerpts[:: max(1, len(excerpts) // REFERENCE_EXCERPTS)]]
         real_side, real_groups = training_real, [f"train {i}" for i in range(len(training_real))]
     measures = compare_measures(rows, reference, labels, settings.seed)
     told = {
@@ -521,7 +525,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         copies=copy_intervals,
         longest_copy={row: float(max(values)) for row, values in copies.items()},
         samples=count,
-        real_is_closest={m.key: real_holds(m, labels) for m in measures if EXCERPTS in m.distances},
+        real_is_closest={m.key: real_holds(m, labels) for m in measures if OTHER_REAL in m.distances},
         reference=REAL if settings.primer is None else EXCERPTS,
         distinguishability=told,
     )

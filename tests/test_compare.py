@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from composer import ComposerError
 from composer.cli import app
-from composer.compare import EXCERPTS, REAL, REAL_VS_REAL, CompareSettings, compare, validation_openings
+from composer.compare import OTHER_REAL, REAL, REAL_VS_REAL, CompareSettings, compare, validation_openings
 from composer.dataset import TokenCorpus, tokenize_corpus
 from composer.generate import bar_quarters
 from composer.report import format_value
@@ -91,7 +91,7 @@ def test_compare_writes_every_artifact(tiny_page):
     comparison = result.comparison
     assert comparison.checkpoints == ["epoch 1", "epoch 2"] and comparison.samples == 4
     for m in comparison.measures:
-        assert list(m.values) == ["epoch 1", "epoch 2", EXCERPTS], m.key
+        assert list(m.values) == ["epoch 1", "epoch 2", OTHER_REAL], m.key
         assert m.closest in (None, "epoch 1", "epoch 2"), m.key
         assert set(m.far) == {"epoch 1", "epoch 2"} and m.name, m.key
         for mean, low, high in m.values.values():
@@ -125,7 +125,8 @@ def test_page_bits_are_the_run_history(tiny_run, tiny_page):
         assert result.comparison.bits[f"epoch {epoch}"]["validation"] == history[epoch]
         assert f'<th scope="row">epoch {epoch}</th><td>' in html
         row = re.search(rf'<tr><th scope="row">epoch {epoch}</th>(.*?)</tr>', html).group(1)
-        assert re.findall(r"<td>(.*?)</td>", row)[1] == format_value(history[epoch])
+        # after the classifier, far-from-real and closest-to-real columns
+        assert re.findall(r"<td>(.*?)</td>", row)[3] == format_value(history[epoch])
 
 
 def test_every_epoch_continues_the_same_primer(tiny_run, tmp_path):
@@ -342,7 +343,8 @@ def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
         bits = result.comparison.bits[f"epoch {epoch}"]
         assert bits["validation"] == history[epoch]["val_bits_per_note"]
         row = re.search(rf'<tr><th scope="row">epoch {epoch}</th>(.*?)</tr>', html).group(1)
-        assert re.findall(r"<td>(.*?)</td>", row)[1] == format_value(history[epoch]["val_bits_per_note"])
+        # after the classifier, far-from-real and closest-to-real columns
+        assert re.findall(r"<td>(.*?)</td>", row)[3] == format_value(history[epoch]["val_bits_per_note"])
         assert math.isfinite(bits["training"]) and bits["training"] > 0
     lower = "epoch 150" if history[150]["val_bits_per_note"] < history[100]["val_bits_per_note"] else "epoch 100"
     gap = abs(history[150]["val_bits_per_note"] - history[100]["val_bits_per_note"])

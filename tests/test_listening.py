@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from composer.cli import app
-from composer.compare import EXCERPTS, REAL, REAL_VS_REAL, Comparison, Measure, clearly_closest, far_from_real, headline, real_holds
+from composer.compare import OTHER_REAL, REAL, REAL_VS_REAL, Comparison, Measure, clearly_closest, far_from_real, headline, real_holds
 from composer.generate import Primer, SampleSettings, continue_primers, load_sampler, primer_from_file, span_end
 from composer.metrics import (
     bootstrap_means,
@@ -146,7 +146,7 @@ def test_a_winner_only_where_the_intervals_separate():
 
 def fixed_comparison(closest: list[str | None]) -> Comparison:
     measures = [
-        Measure(f"m{i}", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), "epoch 150": (0.1, 0.0, 0.2), EXCERPTS: (0.01, 0.0, 0.05)}, c)
+        Measure(f"m{i}", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), "epoch 150": (0.1, 0.0, 0.2), OTHER_REAL: (0.01, 0.0, 0.05)}, c)
         for i, c in enumerate(closest)
     ]
     return Comparison(
@@ -178,9 +178,9 @@ def test_headline_says_how_far_each_checkpoint_is_from_real_music_and_how_often_
     fifths.name, fifths.reference, fifths.values = "parallel fifths", 0.3, {"epoch 100": (2.4, 2.0, 2.8), "epoch 150": (2.1, 1.8, 2.4)}
     in_key.name, in_key.reference, in_key.values = "in key", 0.94, {"epoch 100": (0.85, 0.83, 0.87), "epoch 150": (0.93, 0.92, 0.95)}
     voices.name, voices.values = "voices", {"epoch 100": (3.9, 3.8, 4.0), "epoch 150": (3.9, 3.8, 4.0)}
-    voices.distances = {"epoch 100": (0.02, 0.0, 0.04), "epoch 150": (0.02, 0.0, 0.04), EXCERPTS: (0.02, 0.0, 0.05)}
-    fifths.distances = {"epoch 100": (2.1, 1.7, 2.5), "epoch 150": (1.8, 1.5, 2.1), EXCERPTS: (0.05, 0.0, 0.1)}
-    in_key.distances = {"epoch 100": (0.09, 0.07, 0.11), "epoch 150": (0.01, 0.0, 0.02), EXCERPTS: (0.005, 0.0, 0.03)}
+    voices.distances = {"epoch 100": (0.02, 0.0, 0.04), "epoch 150": (0.02, 0.0, 0.04), OTHER_REAL: (0.02, 0.0, 0.05)}
+    fifths.distances = {"epoch 100": (2.1, 1.7, 2.5), "epoch 150": (1.8, 1.5, 2.1), OTHER_REAL: (0.05, 0.0, 0.1)}
+    in_key.distances = {"epoch 100": (0.09, 0.07, 0.11), "epoch 150": (0.01, 0.0, 0.02), OTHER_REAL: (0.005, 0.0, 0.03)}
     for m in comparison.measures:
         m.far = {c: far_from_real(m, c) for c in comparison.checkpoints}
     assert fifths.far == {"epoch 100": True, "epoch 150": True} and in_key.far == {"epoch 100": True, "epoch 150": False}
@@ -199,8 +199,8 @@ def test_headline_says_how_far_each_checkpoint_is_from_real_music_and_how_often_
 
 
 def test_real_music_must_not_be_beaten_clearly():
-    good = Measure("m", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), EXCERPTS: (0.05, 0.0, 0.15)})
-    broken = Measure("m", "", 0.5, {}, {"epoch 100": (0.02, 0.0, 0.04), EXCERPTS: (0.3, 0.2, 0.4)})
+    good = Measure("m", "", 0.5, {}, {"epoch 100": (0.2, 0.1, 0.3), OTHER_REAL: (0.05, 0.0, 0.15)})
+    broken = Measure("m", "", 0.5, {}, {"epoch 100": (0.02, 0.0, 0.04), OTHER_REAL: (0.3, 0.2, 0.4)})
     assert real_holds(good, ["epoch 100"]) and not real_holds(broken, ["epoch 100"])
 
 
