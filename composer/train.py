@@ -840,10 +840,10 @@ def refuse_changes(previous, given: dict, preset: str | None) -> None:
 
 
 def _matching_preset(model: dict) -> str:
-    from composer.model import PRESETS
+    from composer.model import PRESETS, SIZES
 
-    for name, sizes in PRESETS.items():
-        if all(model.get(k) == v for k, v in sizes.items()):
+    for name, settings in PRESETS.items():
+        if all(model.get(k) == settings[k] for k in SIZES):
             return name
     return ""
 

@@ -321,13 +321,15 @@ def test_presets_keep_the_cudnn_conditions(preset):
     assert len(lstms) == PRESETS[preset]["layers"]
     for layer in lstms:
         assert cudnn_compatible(layer), layer.name
-        assert layer.recurrent_dropout == 0 and layer.dropout == 0
+        # input dropout is applied before the fused call; recurrent dropout would disable it
+        assert layer.recurrent_dropout == 0 and layer.dropout == PRESETS[preset].get("input_dropout", 0.0)
         assert layer.use_cudnn in ("auto", True)
         assert layer.return_sequences and not layer.unroll and not layer.go_backwards
         assert layer.units == PRESETS[preset]["units"]
     assert not model.get_layer("embedding").mask_zero  # a mask would need right-padding for cuDNN
-    # Embedding, then (LSTM, Dropout) per layer: a dropout sits between every two LSTMs
-    assert kinds == ["Embedding"] + ["LSTM", "Dropout"] * len(lstms) + ["Dense"]
+    # Embedding (and its token dropout), then (LSTM, Dropout) per layer: a dropout between every two LSTMs
+    token_dropout = ["Dropout"] if PRESETS[preset].get("embedding_dropout") else []
+    assert kinds == ["Embedding"] + token_dropout + ["LSTM", "Dropout"] * len(lstms) + ["Dense"]
     assert model.output_shape == (None, None, 147)
 
 
@@ -606,3 +608,15 @@ def test_regularizers_land_in_run_json_resume_exactly_and_keep_cudnn(tmp_path, c
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)
     result = invoke("train", corpus, "--out", split, "--epochs", "4", "--resume", "--weight-decay", "0.1")
     assert result.exit_code != 0 and "--weight-decay 0.1 (run: 0.05)" in result.output
+
+
+def test_small_preset_carries_the_swept_regularizers_and_old_runs_still_match_it():
+    from composer.model import ModelConfig
+    from composer.train import _matching_preset
+
+    small = ModelConfig.preset("small", vocab_size=147)
+    assert (small.dropout, small.input_dropout, small.embedding_dropout) == (0.35, 0.1, 0.05)
+    assert ModelConfig.preset("small", vocab_size=147, dropout=0.2, input_dropout=0.0).input_dropout == 0.0
+    # a run.json written before presets were recorded (and before these regularizers) is still "small"
+    assert _matching_preset({"embedding": 128, "units": 256, "layers": 2, "dropout": 0.2}) == "small"
+    assert _matching_preset({"embedding": 128, "units": 384, "layers": 2, "dropout": 0.35}) == ""
