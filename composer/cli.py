@@ -295,6 +295,7 @@ def generate(
     program: int = typer.Option(0, "--program", help="General MIDI program (0: piano)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
     musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a two-staff MusicXML score"),
+    no_ceiling: bool = typer.Option(False, "--no-ceiling", help="allow over 1000 samples, 100,000 tokens, 1000 bars or an hour"),
 ) -> None:
     """Compose new pieces from a checkpoint and write them as MIDI (and MusicXML)."""
     if sum(x is not None for x in (tokens, bars, seconds)) > 1:
@@ -302,7 +303,7 @@ def generate(
     from composer.generate import SampleSettings, generate as run_generate
 
     settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, tokens=tokens, max_voices=max_voices)
-    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml, time_signature=time_signature)
+    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml, time_signature=time_signature, no_ceiling=no_ceiling)
     for path in result.paths + result.scores:
         typer.echo(f"wrote {path}")
     count = len(result.paths)
@@ -330,13 +331,14 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="the same seeds for every epoch"),
     soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="a General MIDI .sf2 (default: TimGM6mb from pretty_midi)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the page (default: RUN/compare/<stamp>)"),
+    no_ceiling: bool = typer.Option(False, "--no-ceiling", help="allow over 1000 samples or 256 bars"),
 ) -> None:
     """Listen to epochs side by side: the same primers continued by each checkpoint, with measures and their uncertainty."""
     if primer_from != "validation":
         raise ComposerError(f"--primer-from {primer_from!r}: only 'validation' is known")
     from composer.compare import CompareSettings, compare as run_compare
 
-    settings = CompareSettings(num, bars, primer, primer_bars, temperature, top_k, top_p, seed, soundfont, samples, max_voices)
+    settings = CompareSettings(num, bars, primer, primer_bars, temperature, top_k, top_p, seed, soundfont, samples, max_voices, no_ceiling)
     result = run_compare(run, epochs, settings, typer.echo, out)
     print_compare_summary(result)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -30,6 +31,8 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
+from composer.config import check_option
+from composer.storage import building_folder, publish, readable, remove_abandoned, safe_stem
 from composer.metrics import Distinguishability
 from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, continuation, primer_from_file
 from composer.corpus import estimate_key
@@ -59,6 +62,7 @@ class CompareSettings:
     soundfont: Path | None = None
     samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
     max_voices: int | None = None  # None: the run's voice ceiling
+    no_ceiling: bool = False  # allow more samples and bars than a page is usually made of
 
 
 @dataclass
@@ -164,7 +168,7 @@ def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary, sp
         opening = [n for n in notes if n.start < primer_end - 1e-9]
         if not opening:
             continue
-        primer = Primer(record.name.replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, record.time_signature, primer_end)
+        primer = Primer(readable(record.name).replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, record.time_signature, primer_end)
         long_enough = max(n.start + n.duration for n in notes) >= end - 1e-9
         stratum = (record.time_signature, str(Path(record.name).parent))
         real = continuation(notes, 0.0, end)
@@ -211,6 +215,12 @@ def measure_piece(notes: list[Note], context: list[Note], ranges) -> dict[str, f
     return values
 
 
+def name_seed(name: str) -> int:
+    """A measure's own bootstrap stream, from its name: adding or moving a measure changes no
+    other measure's intervals or verdict."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
 def compare_measures(
     rows: dict[str, list[dict[str, float]]], reference: list[dict[str, float]], checkpoints: list[str], seed: int
 ) -> list[Measure]:
@@ -220,12 +230,12 @@ def compare_measures(
     from composer.metrics import MEASURES, bootstrap_means, interval
 
     measures = []
-    for number, (key, info) in enumerate(MEASURES.items()):
+    for key, info in MEASURES.items():
         ref_values = np.array([r[key] for r in reference], dtype=float)
         ref = float(np.mean(ref_values[np.isfinite(ref_values)])) if np.isfinite(ref_values).any() else math.nan
         values, distances = {}, {}
         for row_number, (row, pieces) in enumerate(rows.items()):
-            draws = bootstrap_means([p[key] for p in pieces], seed=seed * 1000 + number * 31 + row_number)
+            draws = bootstrap_means([p[key] for p in pieces], seed=[seed, name_seed(key), row_number])
             finite = [p[key] for p in pieces if math.isfinite(p[key])]
             mean = float(np.mean(finite)) if finite else math.nan
             values[row] = (mean, *interval(draws))
@@ -370,6 +380,14 @@ def stamp(root: Path) -> Path:
     return claim_folder(root, datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
+def check_compare_options(settings: CompareSettings) -> None:
+    lifted = settings.no_ceiling
+    check_option("--samples", settings.samples, 1, 100_000, ceiling=1000, lifted=lifted)
+    check_option("--num", settings.num, 1, settings.samples)
+    check_option("--bars", settings.bars, 0.25, 10_000, ceiling=256, lifted=lifted)
+    check_option("--primer-bars", settings.primer_bars, 0.25, 1000)
+
+
 def compare(
     run_dir: Path,
     epochs: str,
@@ -377,17 +395,12 @@ def compare(
     report: Callable[[str], None] = print,
     out: Path | None = None,
 ) -> CompareResult:
-    from composer.storage import building_folder, publish, remove_abandoned
-
     run = Run(run_dir)
     config = run.config()
     vocab = config.vocab()
     sample_settings = SampleSettings(settings.temperature, settings.top_k, settings.top_p, settings.seed, max_voices=settings.max_voices)
     check_settings(sample_settings)
-    if settings.num < 1 or settings.samples < 1:
-        raise ComposerError(f"--num {settings.num} / --samples {settings.samples}: at least one each")
-    if settings.bars <= 0 or settings.primer_bars <= 0:
-        raise ComposerError("--bars and --primer-bars must be positive")
+    check_compare_options(settings)
     checkpoints = run.resolve_many(epochs)
     run = run.pinned(checkpoints)  # every later look-up of these epochs gives these very files
     if out is not None and out.exists() and not out.is_dir():
@@ -432,7 +445,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
 
     if settings.primer is not None:
         primer = primer_from_file(settings.primer, settings.primer_bars, vocab)
-        openings = [Opening(primer.name, primer, key=estimate_key(decode_tokens(primer.tokens, vocab)))]
+        openings = [Opening(readable(primer.name), primer, key=estimate_key(decode_tokens(primer.tokens, vocab)))]
     else:
         openings = validation_openings(corpus, settings, vocab)
     count = max(settings.samples, settings.num)
@@ -535,7 +548,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
     pitches = [n.pitch for notes in all_notes for n in notes]
     pitch_span = (min(pitches), max(pitches)) if pitches else None
     for (row, name), (notes, opening, end) in shown_notes.items():
-        slug = f"{'real' if row == REAL else row.replace(' ', '-')}_{name}"
+        slug = f"{'real' if row == REAL else row.replace(' ', '-')}_{safe_stem(name)}"
         bpm = opening.primer.bpm or float(config.data.median_bpm)
         signature = opening.primer.time_signature or "4/4"
         midi = write_midi(notes, directory / f"{slug}.mid", bpm, 0, signature, end)

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,11 +105,12 @@ class TokenCorpus:
             check_corpus_files(directory, contents, corpus.get("files"))
             vocab = Vocabulary.from_dict(json.loads(contents["vocab.json"]))
             with np.load(io.BytesIO(contents["tokens.npz"])) as arrays:
-                flat, offsets = arrays["tokens"].astype(np.int32), arrays["offsets"]
-        except (OSError, ValueError, KeyError) as error:
-            raise ComposerError(f"{directory}: damaged tokenized corpus ({error})") from None
+                flat, offsets = arrays["tokens"].astype(np.int32), arrays["offsets"].astype(np.int64)
+            check_token_arrays(flat, offsets, len(vocab))
+            pieces = [PieceRecord(**p) for p in corpus["pieces"]]
+        except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError, zipfile.BadZipFile) as error:
+            raise ComposerError(f"{directory}: damaged tokenized corpus ({type(error).__name__}: {str(error)[:100]})") from None
         tokens = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-        pieces = [PieceRecord(**p) for p in corpus["pieces"]]
         if [len(t) for t in tokens] != [p.tokens for p in pieces]:
             # corpora written before the hashes: the records' lengths must still fit the arrays
             raise ComposerError(
@@ -116,6 +118,15 @@ class TokenCorpus:
                 "records); tokenize again"
             )
         return TokenCorpus(vocab, pieces, tokens, corpus.get("skipped", []), corpus.get("max_voices"))
+
+
+def check_token_arrays(flat: np.ndarray, offsets: np.ndarray, vocab_size: int) -> None:
+    """Offsets that cut ``flat`` into pieces and token ids the vocabulary has (a tampered or
+    foreign tokens.npz would otherwise fail deep inside training, after files were written)."""
+    if flat.ndim != 1 or offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(flat) or np.any(np.diff(offsets) < 0):
+        raise ValueError("tokens.npz offsets do not cut its tokens into pieces")
+    if len(flat) and (flat.min() < 0 or flat.max() >= vocab_size):
+        raise ValueError(f"tokens.npz holds token ids outside the vocabulary's 0-{vocab_size - 1}")
 
 
 def check_corpus_files(directory: Path, contents: dict[str, bytes], hashes: dict | None) -> None:
@@ -232,7 +243,7 @@ class FileCache:
                 metas = json.loads(str(data["meta"]))
                 flat, offsets = data["tokens"].astype(np.int32), data["offsets"]
             return [(None if "reason" in m else flat[a:b], m) for m, a, b in zip(metas, offsets[:-1], offsets[1:], strict=True)]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
             return None  # a damaged cache entry is recomputed
 
     def put(self, digest: str, result: FileResult) -> None:

@@ -33,7 +33,9 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.tokens import BOS, EOS, KIND_SHIFT, PAD, Grammar, Note, Vocabulary, encode_notes
+from composer.config import check_option, metre_problem
+from composer.storage import safe_stem
+from composer.tokens import BOS, EOS, PAD, Grammar, Kind, Note, Vocabulary, encode_notes
 
 
 @dataclass
@@ -110,8 +112,8 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     # one representative per kind suffices except for shifts, whose values change what may follow:
     # the lowest pitch leaves the most room for chord notes, the shortest duration blocks least
     # notes first: completing a note is the short way to finish, so most searches end at once
-    candidates = [allowed[kinds == kind][0] for kind in (4, 3, 2) if (kinds == kind).any()] + list(
-        allowed[kinds == KIND_SHIFT]
+    candidates = [allowed[kinds == kind][0] for kind in (Kind.DURATION, Kind.VELOCITY, Kind.PITCH) if (kinds == kind).any()] + list(
+        allowed[kinds == Kind.SHIFT]
     )
     result = False
     for token in candidates:
@@ -142,13 +144,13 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
         return allowed
     memo = {} if memo is None else memo
     kinds = grammar.kinds
-    for kind in (1, 2, 3, 4):
+    for kind in (Kind.SHIFT, Kind.PITCH, Kind.VELOCITY, Kind.DURATION):
         # a higher pitch or a longer duration never makes finishing easier, so scanning from the
         # top, the first token that can finish vouches for every one below it
         tokens = np.flatnonzero(allowed & (kinds == kind))[::-1]
         for token in tokens:
             if can_finish(_advanced(grammar, token), left - 1, memo):
-                if kind != KIND_SHIFT:
+                if kind != Kind.SHIFT:
                     break
             else:
                 allowed[token] = False
@@ -157,7 +159,7 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
 
 def _close(tokens: list[int], grammar: Grammar) -> None:
     """End a sample on its last complete note: trailing shifts would make EOS ungrammatical."""
-    while grammar.kinds[tokens[-1]] == KIND_SHIFT:
+    while grammar.kinds[tokens[-1]] == Kind.SHIFT:
         tokens.pop()
 
 
@@ -242,7 +244,7 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
                 allowed = grammar.allowed()
             if settings.steps is not None:
                 allowed[EOS] = False  # only reaching the end closes a span
-                allowed[vocab.shift_offset : vocab.pitch_offset] &= span_shifts(
+                allowed[vocab.ids(Kind.SHIFT)] &= span_shifts(
                     grammar, start_time[i], settings, new_notes=grammar.notes > primer_notes[i]
                 )
             if not allowed.any():
@@ -253,7 +255,7 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
             if token == EOS:
                 done[i] = True
                 continue
-            if settings.steps is not None and grammar.kinds[token] == KIND_SHIFT:
+            if settings.steps is not None and grammar.kinds[token] == Kind.SHIFT:
                 value = grammar.grid[token - vocab.shift_offset]
                 if grammar.time + value - start_time[i] >= settings.steps:
                     # the next onset would fall on or past the end: close on the last complete note
@@ -300,9 +302,7 @@ def primer_from_file(path: Path, bars: float, vocab: Vocabulary) -> Primer:
 
 
 def check_time_signature(text: str) -> None:
-    """A metre such as 3/4 or 6/8: a positive numerator over a power-of-two denominator."""
-    parts = text.split("/")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) < 1 or int(parts[1]) not in (1, 2, 4, 8, 16, 32):
+    if metre_problem(text):
         raise ComposerError(f"--time-signature {text!r}: give a metre such as 4/4, 3/4 or 6/8")
 
 
@@ -418,6 +418,19 @@ class GenerateResult:
     scores: list[Path] = dataclasses.field(default_factory=list)  # MusicXML, with --musicxml
 
 
+def check_generate_options(num: int, tokens: int | None, bars: float | None, seconds: float | None, primer_bars: float,
+                           bpm: float | None, program: int, no_ceiling: bool) -> None:
+    """Finite and in range; above a ceiling (minutes of sampling, or a folder of files a typo
+    asked for) only with ``no_ceiling``."""
+    check_option("--num", num, 1, 10**6, ceiling=1000, lifted=no_ceiling)
+    check_option("--tokens", tokens, 1, 10**9, ceiling=100_000, lifted=no_ceiling)
+    check_option("--bars", bars, 0.25, 10**6, ceiling=1000, lifted=no_ceiling)
+    check_option("--seconds", seconds, 0.1, 10**7, ceiling=3600, lifted=no_ceiling)
+    check_option("--primer-bars", primer_bars, 0.25, 1000)
+    check_option("--bpm", bpm, 1, 1000)
+    check_option("--program", program, 0, 127)
+
+
 def generate(
     run_dir: Path,
     epoch: str = "last",
@@ -433,6 +446,7 @@ def generate(
     progress: Callable[[int], None] = lambda n: None,
     musicxml: bool = False,
     time_signature: str | None = None,
+    no_ceiling: bool = False,
 ) -> GenerateResult:
     """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
     (and, with ``musicxml``, as two-staff scores for notation software beside them).
@@ -446,11 +460,7 @@ def generate(
     from composer.tokens import decode_tokens
 
     settings = dataclasses.replace(settings or SampleSettings())  # never change the caller's object
-    if num < 1:
-        raise ComposerError(f"--num {num}: at least one sample")
-    for name, value in (("--bars", bars), ("--seconds", seconds)):
-        if value is not None and value <= 0:
-            raise ComposerError(f"{name} {value:g}: must be positive")
+    check_generate_options(num, settings.tokens, bars, seconds, primer_bars, bpm, program, no_ceiling)
     if time_signature is not None:
         check_time_signature(time_signature)
     check_settings(settings)
@@ -474,7 +484,7 @@ def generate(
     paths: list[Path] = []
     scores: list[Path] = []
     for i, tokens in enumerate(samples):
-        name = f"{sampler.label}_{first.name}_{settings.describe()}_{i + 1:02d}.mid"
+        name = f"{sampler.label}_{safe_stem(first.name)}_{settings.describe()}_{i + 1:02d}.mid"
         notes = decode_tokens(tokens, vocab)
         paths.append(write_midi(notes, folder / name, first.bpm, program, first.time_signature, end))
         if musicxml:

@@ -488,7 +488,7 @@ MEASURES: dict[str, MeasureInfo] = {
 BOOTSTRAP_DRAWS = 2000
 
 
-def bootstrap_means(values: Sequence[float], seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> np.ndarray:
+def bootstrap_means(values: Sequence[float], seed: int | Sequence[int] = 0, draws: int = BOOTSTRAP_DRAWS) -> np.ndarray:
     """Means of ``draws`` resamples (with replacement) of the finite values; empty if none."""
     finite = _finite(values)
     if not len(finite):

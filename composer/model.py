@@ -14,12 +14,13 @@ token is a few small matrix products; tests check that it reproduces the Keras l
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from composer import ComposerError
+from composer.config import within
 
 # Sizes and regularizers per preset. The small one's regularizers come from the 150-epoch runs of
 # the regularization sweep (README, "Regularization"): 0.2 alone over-fitted (a gap of 1.07 bits
@@ -33,13 +34,15 @@ SIZES = ("embedding", "units", "layers")  # what names a preset in runs that pre
 
 @dataclass(frozen=True)
 class ModelConfig:
-    vocab_size: int
-    embedding: int = 128
-    units: int = 256
-    layers: int = 2
-    dropout: float = 0.2  # between layers and before the logits
-    input_dropout: float = 0.0  # each LSTM's ``dropout=``: its input, one mask for the whole window
-    embedding_dropout: float = 0.0  # whole token vectors dropped (the model must guess from context)
+    vocab_size: int = field(metadata=within(4, 100_000))
+    embedding: int = field(default=128, metadata=within(1, 8192))
+    units: int = field(default=256, metadata=within(1, 8192))
+    layers: int = field(default=2, metadata=within(1, 16))
+    dropout: float = field(default=0.2, metadata=within(0, 0.95))  # between layers and before the logits
+    # each LSTM's ``dropout=``: its input, one mask for the whole window
+    input_dropout: float = field(default=0.0, metadata=within(0, 0.95))
+    # whole token vectors dropped (the model must guess from context)
+    embedding_dropout: float = field(default=0.0, metadata=within(0, 0.95))
     mixed_precision: bool = False
 
     @staticmethod

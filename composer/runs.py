@@ -29,10 +29,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from composer import ComposerError
+from composer.config import dataclass_problem, describe, metre_problem, within
 
 HISTORY_FIELDS = ["epoch", "loss", "val_loss", "val_bits_per_note", "seconds"]
 EPOCH_ENTRY = "composer.json"  # inside a .keras archive: the epoch its weights hold
 EPOCH_ENTRY_BYTES = 4096  # {"epoch": N} is a few bytes; anything much larger is not one
+RUN_JSON_BYTES = 1_000_000  # a run.json is a few kilobytes (its vocabulary's names the most)
 
 
 @dataclass
@@ -42,13 +44,13 @@ class RunData:
     source: str = ""
     corpus: str = ""
     corpus_hash: str = ""  # dataset.TokenCorpus.content_hash: resume refuses another corpus
-    train_pieces: int = 0
-    validation_pieces: int = 0
-    train_tokens: int = 0
-    validation_notes: int = 0
-    median_bpm: float = 120.0
-    time_signature: str = "4/4"
-    max_voices: int = 0  # the corpus's voice ceiling (0: not recorded)
+    train_pieces: int = field(default=0, metadata=within(0, 10**9))
+    validation_pieces: int = field(default=0, metadata=within(0, 10**9))
+    train_tokens: int = field(default=0, metadata=within(0, 10**12))
+    validation_notes: int = field(default=0, metadata=within(0, 10**12))
+    median_bpm: float = field(default=120.0, metadata=within(1, 1000))
+    time_signature: str = field(default="4/4", metadata={"check": metre_problem})
+    max_voices: int = field(default=0, metadata=within(0, 128))  # the corpus's voice ceiling (0: not recorded)
 
 
 @dataclass
@@ -65,8 +67,11 @@ class RunConfig:
 
     @staticmethod
     def from_dict(values: dict) -> "RunConfig":
-        known = {f.name for f in fields(RunData)}
-        data = RunData(**{k: v for k, v in (values.get("data") or {}).items() if k in known})
+        """A run.json's contents, every field checked first (``run_json_problem``)."""
+        problem = run_json_problem(values)
+        if problem:
+            raise ValueError(problem)
+        data = RunData(**values.get("data", {}))
         return RunConfig(values["model"], values["vocabulary"], values["train"], data, values.get("baseline"), values.get("preset", ""))
 
     def to_json(self) -> str:
@@ -86,6 +91,60 @@ class RunConfig:
         from composer.train import TrainConfig
 
         return TrainConfig.from_dict(self.train)
+
+
+PRESET_NAMES = ("", "small", "full")  # "": runs made before presets carried a recipe
+
+
+def run_json_problem(values) -> str | None:
+    """The first field of a run.json that cannot be what it says, as "field: why" (None when all
+    can): every section and field checked for type and range, the vocabulary against its own
+    configuration and the model's size, the schedule for order, before anything is built."""
+    from composer.model import ModelConfig
+    from composer.tokens import TokenizerConfig, Vocabulary
+    from composer.train import TrainConfig
+
+    if not isinstance(values, dict):
+        return f"{describe(values)} is not an object"
+    unknown = [key for key in values if key not in ("model", "vocabulary", "train", "data", "baseline", "preset")]
+    missing = [key for key in ("model", "vocabulary", "train") if key not in values]
+    if unknown or missing:
+        return f"{str(unknown[0])[:40]}: unknown field" if unknown else f"{missing[0]}: missing"
+    vocabulary = values["vocabulary"]
+    problem = (
+        dataclass_problem(ModelConfig, values["model"], "model")
+        or dataclass_problem(TrainConfig, values["train"], "train")
+        or dataclass_problem(RunData, values.get("data", {}), "data")
+        or (None if isinstance(vocabulary, dict) else f"vocabulary: {describe(vocabulary)} is not an object")
+        or dataclass_problem(TokenizerConfig, vocabulary.get("config"), "vocabulary.config")
+        or baseline_problem(values.get("baseline"))
+        or (None if values.get("preset", "") in PRESET_NAMES else f"preset: {describe(values['preset'])} is not one of small, full")
+    )
+    if problem:
+        return problem
+    try:
+        vocab = Vocabulary.from_dict(vocabulary)
+    except (ValueError, TypeError, KeyError) as error:
+        return f"vocabulary: {str(error)[:100]}"
+    tokenizer = vocab.config
+    if tokenizer.pitch_low > tokenizer.pitch_high or not vocab.grid:
+        return "vocabulary.config: no pitches or no durations"
+    if values["model"]["vocab_size"] != len(vocab):
+        return f"model.vocab_size: {values['model']['vocab_size']} but the vocabulary holds {len(vocab)} tokens"
+    schedule = TrainConfig.from_dict(values["train"]).schedule_problem()
+    return f"train.schedule: {schedule}" if schedule else None
+
+
+def baseline_problem(baseline) -> str | None:
+    """The n-gram yardstick's record: absent, or an object of finite numbers."""
+    if baseline is None:
+        return None
+    if not isinstance(baseline, dict) or len(baseline) > 16:
+        return f"baseline: {describe(baseline)} is not an object of a few numbers"
+    for key, value in baseline.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"baseline.{str(key)[:40]}: {describe(value)} is not a finite number"
+    return None
 
 
 @dataclass(frozen=True)
@@ -150,9 +209,13 @@ class Run:
         if not self.config_path.exists():
             raise ComposerError(f"{self.root}: not a training run (no run.json)")
         try:
+            if self.config_path.stat().st_size > RUN_JSON_BYTES:
+                raise ValueError(f"over {RUN_JSON_BYTES:,} bytes")
             return RunConfig.from_dict(json.loads(self.config_path.read_text()))
-        except (ValueError, KeyError, TypeError) as error:
-            raise ComposerError(f"{self.config_path}: damaged ({error})") from None
+        except RecursionError:
+            raise ComposerError(f"{self.config_path}: damaged (nested too deeply)") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ComposerError(f"{self.config_path}: damaged ({str(error)[:200]})") from None
 
     def planned_epochs(self) -> int | None:
         """The last epoch run.json plans (None without a run.json, or if it names none)."""
@@ -245,8 +308,11 @@ class Run:
         if not self.history_path.exists():
             return []
         planned = self.planned_epochs()
-        with open(self.history_path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(self.history_path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise ComposerError(f"{self.history_path}: damaged ({type(error).__name__}: {str(error)[:100]})") from None
         return [history_row(row, f"{self.history_path}, line {number}", planned) for number, row in enumerate(rows, start=2)]
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -21,6 +23,27 @@ from composer import ComposerError
 
 TEMPORARY_MARK = ".tmp"
 BUILDING_MARK = ".building-"  # .NAME.building-HOST-PID-TOKEN: a folder being built, and its owner
+
+
+LONGEST_STEM = 100  # bytes of a name taken from a user's file: a written name stays under 255 with the prefixes and temporaries
+
+
+def readable(name: str) -> str:
+    """A name as text that prints and draws: bytes of a non-UTF-8 file name (held by Python as
+    surrogate escapes) become replacement characters."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def safe_stem(name: str, longest: int = LONGEST_STEM) -> str:
+    """A piece or primer name as part of a file name: letters, digits, '.', '-' and '_' only,
+    at most ``longest`` bytes; a shortened name ends in a hash of the whole one, so two long
+    names that begin alike still give two files."""
+    stem = re.sub(r"[^\w.\-]+", "_", readable(name)).strip("._") or "piece"
+    if len(stem.encode()) <= longest:
+        return stem
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    cut = stem.encode()[: longest - 9].decode("utf-8", "ignore")
+    return f"{cut}-{digest}"
 
 
 def temporary_name(path: Path) -> Path:

@@ -1,6 +1,6 @@
 """Notes ⇄ tokens: the vocabulary, the beat grid and the grammar of a token stream.
 
-One stream of events per piece (see DESIGN.md, "Tokens"):
+One stream of events per piece (the vocabulary's table is ``token_groups``):
 
     BOS  [TimeShift]*  Pitch [Velocity] Duration  Pitch [Velocity] Duration ...  TimeShift ...  EOS
 
@@ -21,12 +21,15 @@ quarter, ``Pitch_60`` middle C, ``Velocity_3`` the fourth of ``velocity_bins`` b
 from __future__ import annotations
 
 import bisect
+import enum
 import functools
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from composer.config import within
 
 PAD, BOS, EOS = 0, 1, 2
 DEFAULT_VELOCITY = 90
@@ -44,12 +47,12 @@ class Note:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    steps_per_quarter: int = 12
+    steps_per_quarter: int = field(default=12, metadata=within(1, 96))
     # (from quarter, to quarter, values per quarter) for shifts and durations
-    beat_res: tuple[tuple[int, int, int], ...] = ((0, 1, 12), (1, 4, 4), (4, 8, 1))
-    pitch_low: int = 21
-    pitch_high: int = 108
-    velocity_bins: int = 0  # 0 = velocity is not tokenized
+    beat_res: tuple[tuple[int, int, int], ...] = field(default=((0, 1, 12), (1, 4, 4), (4, 8, 1)), metadata=within(0, 96))
+    pitch_low: int = field(default=21, metadata=within(0, 127))
+    pitch_high: int = field(default=108, metadata=within(0, 127))
+    velocity_bins: int = field(default=0, metadata=within(0, 127))  # 0 = velocity is not tokenized
 
     @staticmethod
     def from_dict(data: dict) -> "TokenizerConfig":
@@ -63,11 +66,69 @@ def grid_values(config: TokenizerConfig) -> list[int]:
     spq = config.steps_per_quarter
     values: list[int] = []
     for lo, hi, per_quarter in config.beat_res:
+        if not 0 <= lo < hi or per_quarter < 1:
+            raise ValueError(f"beat_res ({lo}, {hi}, {per_quarter}): want 0 <= from < to and at least 1 value per quarter")
         if spq % per_quarter:
             raise ValueError(f"beat_res {per_quarter} per quarter does not divide {spq} steps")
         step = spq // per_quarter
         values.extend(range(lo * spq + step, hi * spq + 1, step))
     return sorted(set(values))
+
+
+class Kind(enum.IntEnum):
+    """What a token stands for; the order of the groups in the vocabulary."""
+
+    SPECIAL = 0
+    SHIFT = 1
+    PITCH = 2
+    VELOCITY = 3
+    DURATION = 4
+
+
+@dataclass(frozen=True)
+class TokenGroup:
+    """One row of the vocabulary's table: a kind of token, its name, one label per value."""
+
+    kind: Kind
+    name: str  # the tokens' name before "_" ("" for the specials, named by their label alone)
+    labels: tuple[str, ...]
+    offset: int  # the first token id of the group
+
+    @property
+    def ids(self) -> slice:
+        return slice(self.offset, self.offset + len(self.labels))
+
+    def names(self) -> list[str]:
+        return [f"{self.name}_{label}" if self.name else label for label in self.labels]
+
+
+def token_groups(config: TokenizerConfig) -> tuple[TokenGroup, ...]:
+    """The vocabulary as a table, in token-id order: every offset, name and kind derives from it.
+
+    ======== ============ ============================================ =====================
+    kind     name         values                                       e.g.
+    ======== ============ ============================================ =====================
+    special  PAD BOS EOS  padding, start and end of a piece            BOS
+    shift    TimeShift    the grid (``beat_res``), in quarters         TimeShift_1/4: a 16th
+    pitch    Pitch        MIDI pitches ``pitch_low``-``pitch_high``    Pitch_60: middle C
+    velocity Velocity     ``velocity_bins`` bins (none by default)     Velocity_3
+    duration Duration     the grid, in quarters                        Duration_3/2
+    ======== ============ ============================================ =====================
+    """
+    spq = config.steps_per_quarter
+    times = tuple(str(Fraction(v, spq)) for v in grid_values(config))
+    rows = [
+        (Kind.SPECIAL, "", ("PAD", "BOS", "EOS")),
+        (Kind.SHIFT, "TimeShift", times),
+        (Kind.PITCH, "Pitch", tuple(str(p) for p in range(config.pitch_low, config.pitch_high + 1))),
+        (Kind.VELOCITY, "Velocity", tuple(str(i) for i in range(config.velocity_bins))),
+        (Kind.DURATION, "Duration", times),
+    ]
+    groups, offset = [], 0
+    for kind, name, labels in rows:
+        groups.append(TokenGroup(kind, name, labels, offset))
+        offset += len(labels)
+    return tuple(groups)
 
 
 @dataclass(frozen=True)
@@ -80,28 +141,36 @@ class Vocabulary:
     def grid(self) -> list[int]:
         return grid_values(self.config)
 
+    @functools.cached_property
+    def groups(self) -> dict[Kind, TokenGroup]:
+        return {group.kind: group for group in token_groups(self.config)}
+
     @property
     def pitches(self) -> range:
         return range(self.config.pitch_low, self.config.pitch_high + 1)
 
-    @functools.cached_property
+    def ids(self, kind: Kind) -> slice:
+        return self.groups[kind].ids
+
+    @property
     def shift_offset(self) -> int:
-        return 3
+        return self.groups[Kind.SHIFT].offset
 
-    @functools.cached_property
+    @property
     def pitch_offset(self) -> int:
-        return self.shift_offset + len(self.grid)
+        return self.groups[Kind.PITCH].offset
 
-    @functools.cached_property
+    @property
     def velocity_offset(self) -> int:
-        return self.pitch_offset + len(self.pitches)
+        return self.groups[Kind.VELOCITY].offset
 
-    @functools.cached_property
+    @property
     def duration_offset(self) -> int:
-        return self.velocity_offset + self.config.velocity_bins
+        return self.groups[Kind.DURATION].offset
 
     def __len__(self) -> int:
-        return self.duration_offset + len(self.grid)
+        last = self.groups[Kind.DURATION]
+        return last.offset + len(last.labels)
 
     def shift_token(self, steps: int) -> int:
         return self.shift_offset + self.grid.index(steps)
@@ -113,24 +182,18 @@ class Vocabulary:
         return self.duration_offset + self.grid.index(steps)
 
     def names(self) -> list[str]:
-        spq = self.config.steps_per_quarter
-        frac = [str(Fraction(v, spq)) for v in self.grid]
-        return (
-            ["PAD", "BOS", "EOS"]
-            + [f"TimeShift_{f}" for f in frac]
-            + [f"Pitch_{p}" for p in self.pitches]
-            + [f"Velocity_{i}" for i in range(self.config.velocity_bins)]
-            + [f"Duration_{f}" for f in frac]
-        )
+        return [name for group in self.groups.values() for name in group.names()]
+
+    @functools.cached_property
+    def _kinds(self) -> np.ndarray:
+        kinds = np.zeros(len(self), dtype=np.int8)
+        for group in self.groups.values():
+            kinds[group.ids] = group.kind
+        return kinds
 
     def kinds(self) -> np.ndarray:
-        """Kind of every token id: 0 special, 1 shift, 2 pitch, 3 velocity, 4 duration."""
-        kinds = np.zeros(len(self), dtype=np.int8)
-        kinds[self.shift_offset : self.pitch_offset] = 1
-        kinds[self.pitch_offset : self.velocity_offset] = 2
-        kinds[self.velocity_offset : self.duration_offset] = 3
-        kinds[self.duration_offset :] = 4
-        return kinds
+        """The ``Kind`` of every token id."""
+        return self._kinds.copy()
 
     def to_dict(self) -> dict:
         config = asdict(self.config)
@@ -143,9 +206,6 @@ class Vocabulary:
         if "tokens" in data and data["tokens"] != vocab.names():
             raise ValueError("vocabulary tokens do not match their configuration")
         return vocab
-
-
-KIND_SHIFT, KIND_PITCH, KIND_VELOCITY, KIND_DURATION = 1, 2, 3, 4
 
 
 def greedy_split(steps: int, grid: Sequence[int]) -> list[int]:
@@ -245,15 +305,15 @@ def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
         kind = kinds[token]
         if token == EOS:
             break
-        if kind == KIND_SHIFT:
+        if kind == Kind.SHIFT:
             time += grid[token - vocab.shift_offset]
             pitch = None
-        elif kind == KIND_PITCH:
+        elif kind == Kind.PITCH:
             pitch = token - vocab.pitch_offset + vocab.config.pitch_low
             velocity = DEFAULT_VELOCITY
-        elif kind == KIND_VELOCITY:
+        elif kind == Kind.VELOCITY:
             velocity = bin_velocity(token - vocab.velocity_offset, bins)
-        elif kind == KIND_DURATION and pitch is not None:
+        elif kind == Kind.DURATION and pitch is not None:
             steps = grid[token - vocab.duration_offset]
             notes.append(Note(pitch, time / spq, steps / spq, velocity))
             pitch = None
@@ -295,17 +355,17 @@ class Grammar:
         if self.ended:
             return mask
         if self.pending == "pitch" and v.config.velocity_bins:
-            mask[v.velocity_offset : v.duration_offset] = True
+            mask[v.ids(Kind.VELOCITY)] = True
             return mask
         if self.pending is not None:
-            mask[v.duration_offset :] = True
+            mask[v.ids(Kind.DURATION)] = True
             return mask
-        mask[v.shift_offset : v.pitch_offset] = self.shift_mask()
+        mask[v.ids(Kind.SHIFT)] = self.shift_mask()
         if self.max_voices:
-            mask[v.shift_offset : v.pitch_offset] &= self.shifts_reaching_a_free_voice()
+            mask[v.ids(Kind.SHIFT)] &= self.shifts_reaching_a_free_voice()
         pitches = np.arange(v.config.pitch_low, v.config.pitch_high + 1)
         if not self.max_voices or int((self.note_end > self.time).sum()) < self.max_voices:
-            mask[v.pitch_offset : v.velocity_offset] = (pitches > self.last_pitch) & (
+            mask[v.ids(Kind.PITCH)] = (pitches > self.last_pitch) & (
                 self.note_end[pitches] <= self.time
             )
         mask[EOS] = not self.run and self.notes > 0
@@ -340,18 +400,18 @@ class Grammar:
             self.started = True
         elif token == EOS:
             self.ended = True
-        elif kind == KIND_SHIFT:
+        elif kind == Kind.SHIFT:
             value = self.grid[token - v.shift_offset]
             self.run.append(value)
             self.time += value
             self.last_pitch = -1
-        elif kind == KIND_PITCH:
+        elif kind == Kind.PITCH:
             self.pitch = token - v.pitch_offset + v.config.pitch_low
             self.pending = "pitch"
             self.run = []
-        elif kind == KIND_VELOCITY:
+        elif kind == Kind.VELOCITY:
             self.pending = "velocity"
-        elif kind == KIND_DURATION:
+        elif kind == Kind.DURATION:
             assert self.pitch is not None
             self.note_end[self.pitch] = self.time + self.grid[token - v.duration_offset]
             self.last_pitch = self.pitch
@@ -394,4 +454,6 @@ def is_grammatical(tokens: Sequence[int], vocab: Vocabulary) -> bool:
 
 def count_notes(tokens: np.ndarray, vocab: Vocabulary) -> int:
     """Notes in a token array (one Duration token each)."""
-    return int(np.count_nonzero(np.asarray(tokens) >= vocab.duration_offset))
+    durations = vocab.ids(Kind.DURATION)
+    tokens = np.asarray(tokens)
+    return int(np.count_nonzero((tokens >= durations.start) & (tokens < durations.stop)))

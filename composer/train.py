@@ -9,6 +9,7 @@ kill loses at most the epoch that was running.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -24,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
+from composer.config import choices, within
 from composer.storage import atomic_path, write_text
 from composer.model import ModelConfig, build_model, load_checkpoint
 from composer.runs import HISTORY_FIELDS, Run
@@ -42,6 +44,7 @@ RECIPES: dict[str, dict] = {
     "full": {"window": 64, "batch": 64, "learning_rate": 2e-3, "warmup_epochs": 2, "decay": "cosine"},
 }
 DECAYS = ("cosine", "constant")
+MOST_EPOCHS = 1_000_000
 
 
 @dataclass
@@ -49,23 +52,25 @@ class TrainConfig:
     """Every setting of a training run; the defaults are those of runs made before recipes
     (constant learning rate), so an old run.json still loads and resumes as it trained."""
 
-    epochs: int = 150
-    save_at: tuple[int, ...] = (100, 150)
-    save_every: int = 0
-    window: int = 256
-    batch: int = 32
-    learning_rate: float = 1e-3  # the peak, after warm-up
-    warmup_epochs: int = 0
-    decay: str = "constant"
-    final_lr_fraction: float = 0.05  # the learning rate at the last epoch, as a share of the peak
-    clip_norm: float = 1.0
-    weight_decay: float = 0.0  # decoupled (AdamW) when above 0; biases are not decayed
-    transpose: int = 5
-    seed: int = 0
-    strategy: str = "default"
+    epochs: int = field(default=150, metadata=within(1, MOST_EPOCHS))
+    save_at: tuple[int, ...] = field(default=(100, 150), metadata=within(1, MOST_EPOCHS))
+    save_every: int = field(default=0, metadata=within(0, MOST_EPOCHS))
+    window: int = field(default=256, metadata=within(1, 1_000_000))
+    batch: int = field(default=32, metadata=within(1, 1_000_000))
+    learning_rate: float = field(default=1e-3, metadata=within(1e-12, 10))  # the peak, after warm-up
+    warmup_epochs: int = field(default=0, metadata=within(0, MOST_EPOCHS))
+    decay: str = field(default="constant", metadata=choices(*DECAYS))
+    # the learning rate at the last epoch, as a share of the peak
+    final_lr_fraction: float = field(default=0.05, metadata=within(0, 1))
+    clip_norm: float = field(default=1.0, metadata=within(1e-12, 1e9))
+    # decoupled (AdamW) when above 0; biases are not decayed
+    weight_decay: float = field(default=0.0, metadata=within(0, 1))
+    transpose: int = field(default=5, metadata=within(0, 24))
+    seed: int = field(default=0, metadata=within(0, 2**32 - 1))
+    strategy: str = field(default="default", metadata=choices(*STRATEGIES))
     # (first epoch - 1, last epoch) of each stretch the schedule was planned for: one entry for a
     # run trained in one go, one more for each --resume that changed --epochs
-    schedule: tuple[tuple[int, int], ...] = ()
+    schedule: tuple[tuple[int, int], ...] = field(default=(), metadata=within(0, MOST_EPOCHS))
 
     @staticmethod
     def preset(name: str, **overrides) -> "TrainConfig":
@@ -86,6 +91,16 @@ class TrainConfig:
         values["save_at"] = list(self.save_at)
         values["schedule"] = [list(stretch) for stretch in self.planned()]
         return values
+
+    def schedule_problem(self) -> str | None:
+        """Why the stretches cannot be a plan (None when they can): the first starts at 0, each
+        ends after it starts, and each later one starts within the one before (a resume)."""
+        previous = (0, 0)
+        for index, (start, end) in enumerate(self.schedule):
+            if not (previous[0] <= start <= previous[1] and start < end) or (index == 0 and start != 0):
+                return f"stretch {index + 1} ({start}, {end}) does not follow the one before"
+            previous = (start, end)
+        return None
 
     def planned(self) -> tuple[tuple[int, int], ...]:
         return self.schedule or ((0, self.epochs),)
@@ -179,15 +194,19 @@ def per_token_nll(model):
     return per_token
 
 
-def token_nll(model, pieces: list[np.ndarray], batch: int = 16, per_token=None) -> tuple[float, int]:
-    """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole pieces."""
+VALIDATION_TOKENS = 8192  # tokens per validation call: a fraction of a second on 2 cores, so Ctrl-C is quick
+
+
+def token_nll(model, pieces: list[np.ndarray], per_token=None, check: Callable[[], None] = lambda: None,
+              most_tokens: int = VALIDATION_TOKENS) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole pieces,
+    in calls of about ``most_tokens`` tokens with ``check`` (Ctrl-C) before each."""
     import tensorflow as tf
 
     per_token = per_token or per_token_nll(model)
-    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
     total, count = 0.0, 0
-    for start in range(0, len(order), batch):
-        group = [pieces[i] for i in order[start : start + batch]]
+    for group in validation_batches(pieces, most_tokens):
+        check()
         # pad to a multiple of 64 so a handful of shapes cover every batch (fewer retraces)
         width = int(math.ceil((max(len(p) for p in group) - 1) / 64) * 64)
         x = np.zeros((len(group), width), np.int32)
@@ -200,6 +219,19 @@ def token_nll(model, pieces: list[np.ndarray], batch: int = 16, per_token=None) 
         total += float(nll[mask].sum())
         count += int(mask.sum())
     return total, count
+
+
+def validation_batches(pieces: list[np.ndarray], most_tokens: int) -> list[list[np.ndarray]]:
+    """Pieces by length, grouped so that a group's padded size stays near ``most_tokens`` (a
+    long piece alone, however long: it is scored whole, never cut)."""
+    groups: list[list[np.ndarray]] = []
+    for piece in sorted(pieces, key=len):
+        group = groups[-1] if groups else None
+        if group is not None and (len(group) + 1) * len(piece) <= most_tokens:
+            group.append(piece)
+        else:
+            groups.append([piece])
+    return groups
 
 
 def fit(
@@ -241,13 +273,17 @@ def fit(
 
 class CtrlC:
     """Ctrl-C during training, also when TensorFlow's C++ code swallowed the KeyboardInterrupt
-    Python raised inside it: the signal is remembered, and ``check`` raises it between steps."""
+    Python raised inside it: the signal is remembered, and ``check`` raises it between steps
+    (training steps and validation batches, each well under a second or two). While an epoch's
+    files are written (``writing``) it waits until they are all there, so a Ctrl-C never leaves
+    a history row without its checkpoint."""
 
     def __enter__(self) -> "CtrlC":
         import signal
         import threading
 
         self.pressed = False
+        self.deferring = False
         self.previous = None
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
@@ -255,11 +291,21 @@ class CtrlC:
 
     def _handle(self, signum, frame) -> None:
         self.pressed = True
-        raise KeyboardInterrupt
+        if not self.deferring:
+            raise KeyboardInterrupt
 
     def check(self) -> None:
         if self.pressed:
             raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def writing(self):
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        self.check()
 
     def __exit__(self, *exc) -> None:
         import signal
@@ -294,22 +340,31 @@ def _epoch(model, run, validation, validation_notes, config, epoch, step, distri
         raise ComposerError(f"training stopped in epoch {epoch}: a worker is gone or unreachable ({reason})") from None
     val_loss = val_bits = float("nan")
     if validation:
-        nll, tokens = token_nll(model, validation, per_token=nll_function)
+        nll, tokens = token_nll(model, validation, per_token=nll_function, check=ctrl_c.check)
         val_loss = nll / tokens
         val_bits = nll / math.log(2) / max(1, validation_notes)
     seconds = time.perf_counter() - started
     result = EpochResult(epoch, loss, val_loss, val_bits, seconds)
     if writes:
-        append_history(run, result)
-        with logs.as_default():
-            tf.summary.scalar("epoch_loss", loss, step=epoch)
-            tf.summary.scalar("epoch_learning_rate", learning_rate(epoch, config), step=epoch)
-        logs.flush()
-        if config.keeps(epoch):
-            result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False, epoch=epoch)
-        save_model(model, run.last, include_optimizer=True, epoch=epoch)
-        write_text(run.last_state, json.dumps({"epoch": epoch}))
+        with ctrl_c.writing():
+            write_epoch(model, run, config, result, logs)
     return result
+
+
+def write_epoch(model, run: Run, config: TrainConfig, result: EpochResult, logs) -> None:
+    """An epoch's files: its history row, TensorBoard scalars, the kept checkpoint, last.*."""
+    import tensorflow as tf
+
+    epoch = result.epoch
+    append_history(run, result)
+    with logs.as_default():
+        tf.summary.scalar("epoch_loss", result.loss, step=epoch)
+        tf.summary.scalar("epoch_learning_rate", learning_rate(epoch, config), step=epoch)
+    logs.flush()
+    if config.keeps(epoch):
+        result.saved = save_model(model, run.checkpoint(epoch), include_optimizer=False, epoch=epoch)
+    save_model(model, run.last, include_optimizer=True, epoch=epoch)
+    write_text(run.last_state, json.dumps({"epoch": epoch}))
 
 
 def train_step(model, strategy, config: TrainConfig, train: list[np.ndarray], pitch_tokens):
@@ -773,6 +828,9 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
     except KeyboardInterrupt:
         summary.interrupted = True
         done = run.last_epoch()
+        if done == 0:
+            report("interrupted in the first epoch: nothing to keep yet; start again with the same command")
+            return summary
         report(
             f"interrupted: epoch {done} is the last completed one, saved in {run.last}; continue with "
             f"`composer train --out {run_dir} --epochs {config.epochs} --save-at {','.join(map(str, config.save_at))}"

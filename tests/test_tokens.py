@@ -17,6 +17,7 @@ from composer.tokens import (
     EOS,
     PAD,
     Grammar,
+    Kind,
     Note,
     TokenizerConfig,
     Vocabulary,
@@ -27,6 +28,7 @@ from composer.tokens import (
     encode_notes,
     grid_values,
     is_grammatical,
+    token_groups,
     velocity_bin,
 )
 
@@ -252,7 +254,6 @@ def test_any_notes_encode_grammatically_and_idempotently(config, notes):
 
 def random_walk(vocab: Vocabulary, rng: random.Random, length: int) -> list[int]:
     """Pick allowed tokens at random (shifts and pitches equally likely) until EOS."""
-    KIND_PITCH = 2
     grammar, tokens, kinds = Grammar(vocab), [], vocab.kinds()
     while True:
         mask = grammar.allowed()
@@ -265,11 +266,11 @@ def random_walk(vocab: Vocabulary, rng: random.Random, length: int) -> list[int]
             by_kind = {}
             for t in choices:
                 by_kind.setdefault(int(kinds[t]), []).append(int(t))
-            if len(tokens) >= length and KIND_PITCH in by_kind:  # head for the end: no more shifts
-                by_kind = {KIND_PITCH: by_kind[KIND_PITCH]}
+            if len(tokens) >= length and Kind.PITCH in by_kind:  # head for the end: no more shifts
+                by_kind = {Kind.PITCH: by_kind[Kind.PITCH]}
             kind = rng.choice(sorted(by_kind))
-            recent = [t for t in tokens[-12:] if kinds[t] == KIND_PITCH and mask[t]]
-            if kind == KIND_PITCH and recent and rng.random() < 0.5:
+            recent = [t for t in tokens[-12:] if kinds[t] == Kind.PITCH and mask[t]]
+            if kind == Kind.PITCH and recent and rng.random() < 0.5:
                 token = rng.choice(recent)  # restrike a pitch just released: the edge of the rule
             else:
                 token = rng.choice(by_kind[kind])
@@ -327,6 +328,26 @@ def test_grid_values():
     assert max(grid) == 96 and 15 in grid and 13 not in grid
     with pytest.raises(ValueError):
         grid_values(TokenizerConfig(steps_per_quarter=12, beat_res=((0, 1, 5),)))
+
+
+@pytest.mark.parametrize("config", [TokenizerConfig(), TokenizerConfig(velocity_bins=8, pitch_low=36, pitch_high=96)])
+def test_the_group_table_gives_every_id_its_kind_name_and_decoding(config):
+    """Offsets, names, kinds and the decode all come from ``token_groups``: the groups tile the
+    ids without gaps, each token's name starts with its group's, and every token of a group
+    decodes as that kind (a Pitch token gives its pitch, a Duration its value)."""
+    v = Vocabulary(config)
+    groups = token_groups(config)
+    assert [g.offset for g in groups] == [0] + list(np.cumsum([len(g.labels) for g in groups[:-1]]))
+    assert sum(len(g.labels) for g in groups) == len(v) == len(v.names())
+    kinds, names = v.kinds(), v.names()
+    for group in groups:
+        assert set(kinds[group.ids]) <= {group.kind}
+        assert all(n.startswith(group.name) for n in names[group.ids])
+    pitch = v.groups[Kind.PITCH]
+    assert names[pitch.offset] == f"Pitch_{config.pitch_low}" and len(pitch.labels) == config.pitch_high - config.pitch_low + 1
+    duration = v.groups[Kind.DURATION].offset + 5
+    decoded = decode_tokens([BOS, v.pitch_token(60), *([v.velocity_offset] if config.velocity_bins else []), duration, EOS], v)
+    assert [(n.pitch, n.duration) for n in decoded] == [(60, v.grid[5] / config.steps_per_quarter)]
 
 
 def test_vocabulary_layout_and_names():
