@@ -569,9 +569,9 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
     written.extend(path for _, path in plots)
     plural = "s" if count != 1 else ""
     settings_shown = {
-        "run": run.name,
+        "run": readable(run.name),
         "epochs": ", ".join(labels),
-        "primers": "validation openings" if settings.primer is None else str(settings.primer),
+        "primers": "validation openings" if settings.primer is None else readable(str(settings.primer)),
         "primer bars": f"{settings.primer_bars:g}",
         "bars generated": f"{settings.bars:g}",
         "measured": f"{count} sample{plural} per checkpoint ({len(shown)} shown)",
@@ -584,7 +584,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         "audio": ", ".join(sorted(synthesizers)),
     }
     page = ComparisonPage(
-        title=f"{run.name}: {' vs '.join(labels)}",
+        title=f"{readable(run.name)}: {' vs '.join(labels)}",
         headline=summary,
         settings=settings_shown,
         rows=labels + ([REAL] if settings.primer is None else []),

@@ -196,3 +196,59 @@ def test_a_damaged_cache_entry_is_recomputed(tmp_path, chorale_files):
     assert summary.cache_hits == 2
     first, second = TokenCorpus.load(tmp_path / "first"), TokenCorpus.load(tmp_path / "second")
     assert all(np.array_equal(a, b) for a, b in zip(first.tokens, second.tokens))
+
+
+# ---- options and names ------------------------------------------------------------------------
+
+REFERENCE = Path("outputs/bach-small-reference")
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--bars", "nan"], "--bars nan"),
+    (["--bars", "inf"], "--bars inf"),
+    (["--seconds", "-3"], "--seconds -3"),
+    (["--primer-bars", "nan"], "--primer-bars nan"),
+    (["--bpm", "0"], "--bpm 0"),
+    (["--program", "200"], "--program 200"),
+    (["--num", "20000000"], "--num 2e+07"),
+    (["--tokens", "10000000"], "--no-ceiling"),
+    (["--bars", "5000"], "--no-ceiling"),
+])
+def test_generate_options_out_of_range_are_one_line_and_write_nothing(tmp_path, args, named):
+    the_error(invoke("generate", REFERENCE, "--epoch", "150", *args, "--out", tmp_path / "out"), named)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--bars", "nan"], "--bars nan"),
+    (["--primer-bars", "-1"], "--primer-bars -1"),
+    (["--samples", "5000"], "--no-ceiling"),
+    (["--num", "8", "--samples", "4"], "--num 8"),
+])
+def test_compare_options_out_of_range_are_one_line(tmp_path, args, named):
+    the_error(invoke("compare", REFERENCE, "--epochs", "100,150", *args, "--out", tmp_path / "page"), named)
+    assert not (tmp_path / "page").exists()
+
+
+def test_no_ceiling_lifts_the_ceiling(tmp_path):
+    result = invoke("generate", REFERENCE, "--epoch", "150", "--num", "1001", "--tokens", "8", "--no-ceiling", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert len(list(tmp_path.glob("*.mid"))) == 1001
+
+
+@pytest.mark.parametrize("stem", ["a" * 240, b"chorale-\xff\xfe-bad".decode("utf-8", "surrogateescape")])
+def test_primers_with_long_or_undecodable_names_give_short_readable_files(tmp_path, run, chorale_files, stem):
+    primer = tmp_path / f"{stem}.mid"
+    shutil.copy(chorale_files[0], primer)
+    result = invoke("generate", run, "--epoch", "2", "--tokens", "20", "--primer", primer, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "out").glob("*.mid")
+    assert len(written.name.encode()) < 200 and written.name.isprintable()
+    written.name.encode("utf-8")  # no surrogates: every name written is valid UTF-8
+    page = invoke("compare", run, "--epochs", "1,2", "--primer", primer, "--samples", "2", "--num", "1", "--bars", "1",
+                  "--out", tmp_path / "page")
+    assert page.exit_code == 0, page.output
+    names = [p.name for p in (tmp_path / "page").iterdir()]
+    assert names and all(len(n.encode()) < 200 for n in names)
+    for name in names:
+        name.encode("utf-8")
