@@ -423,16 +423,21 @@ MIDO_META_TYPES = frozenset([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0
 # after a higher byte is inside a delta time); texts and ports, read alike, are passed over
 _META_STATUS = re.compile(rb"(?<=[\x00-\x7f])\xff(?![\x01-\x07\x09\x21\x7f])")
 
+# four bytes of 0x80 or more in a row: a delta time over 4 bytes, which mido reads whole and
+# symusic cuts at 4 (or an odd run inside a text or sysex)
+_LONG_VLQ = re.compile(rb"[\x80-\xff]{4}")
+
 
 def symusic_reads_as_mido(data: bytes) -> bool:
     """Whether symusic would read this file as mido does, by what is known to differ.
 
     symusic stops a track at its first end-of-track event (mido reads on to the chunk's end),
     skips chunks that are not tracks (mido refuses them), reads any track count past the real
-    ones, wraps time-signature denominators over 128 into a byte and accepts short tempo,
-    metre and key events that mido refuses, and keeps the delta time that mido drops before a
-    meta event of a type it does not know. Byte patterns that merely look like such events
-    (inside a text, say) only send a file to mido: slower, never different.
+    ones, reads at most 4 bytes of a delta time, wraps time-signature denominators over 128
+    into a byte, accepts short tempo, metre and key events that mido refuses, and keeps the
+    delta time that mido drops before a meta event of a type it does not know. Byte patterns
+    that merely look like such events (inside a text, say) only send a file to mido: slower,
+    never different.
     """
     tracks = int.from_bytes(data[10:12], "big", signed=True)  # signed, as mido reads it
     if int.from_bytes(data[4:8], "big") != 6 or tracks <= 0:
@@ -441,7 +446,7 @@ def symusic_reads_as_mido(data: bytes) -> bool:
     for _ in range(tracks):
         kind, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "big")
         body = data[position + 8 : position + 8 + size]
-        if kind != b"MTrk" or len(body) < size or size > MIDO_MAX_MESSAGE:
+        if kind != b"MTrk" or len(body) < size or size > MIDO_MAX_MESSAGE or _LONG_VLQ.search(body):
             return False
         metas = [match.start() for match in _META_STATUS.finditer(body)]
         if any(body[at + 1] == 0x2F and at != size - 3 for at in metas if at + 1 < size):
