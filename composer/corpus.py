@@ -18,13 +18,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from os import scandir
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from composer import ComposerError
 from composer.storage import atomic_path
-from composer.tokens import Note
+from composer.tokens import Note, NoteColumns
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 MUSIC21_SUFFIXES = {".xml", ".mxl", ".musicxml", ".abc", ".krn"}
@@ -66,7 +66,7 @@ class Limits:
 
 @dataclass
 class Piece:
-    notes: list[Note]
+    notes: Sequence[Note]  # a list, or NoteColumns from the MIDI reader and once silences are bounded
     tempo: float = 120.0
     time_signature: str = "4/4"
     key: str = ""
@@ -283,7 +283,7 @@ def time_signature_problem(signature: str) -> str:
 def bound_piece(piece: Piece, limits: Limits) -> Piece:
     """Shrink silences longer than ``max_silence`` quarters, then refuse a piece longer than ``max_quarters``."""
     notes = collapse_silences(piece.notes, limits.max_silence)
-    length = max(n.start for n in notes)
+    length = notes.starts.max()
     if not length <= limits.max_quarters:  # also catches NaN
         raise UnusableFile(
             f"{length:,.0f} quarters long (silences shrunk), over the {limits.max_quarters:,g}-quarter limit"
@@ -292,19 +292,19 @@ def bound_piece(piece: Piece, limits: Limits) -> Piece:
     return piece
 
 
-def collapse_silences(notes: list[Note], max_silence: float) -> list[Note]:
+def collapse_silences(notes: Sequence[Note], max_silence: float) -> NoteColumns:
     """Notes (sorted by start) with every silence longer than ``max_silence`` quarters shrunk to it.
 
     A note counts as sounding for at most ``max_silence`` quarters, so that one absurdly long note
     cannot hide an absurd gap; the onset-to-onset distance is then at most twice ``max_silence``.
     """
-    starts = np.fromiter((n.start for n in notes), float, len(notes))
-    durations = np.fromiter((n.duration for n in notes), float, len(notes))
+    columns = NoteColumns.of(notes)
+    starts, durations = columns.starts, columns.durations
     # how far sound reaches before each note; a long silence before the first one shrinks too
     reach = np.maximum.accumulate(np.concatenate([[0.0], starts + np.minimum(durations, max_silence)]))[:-1]
     gaps = starts - reach
-    removed = np.cumsum(np.where(gaps > max_silence, gaps - max_silence, 0.0)).tolist()
-    return [n if not r else Note(n.pitch, n.start - r, n.duration, n.velocity) for n, r in zip(notes, removed)]
+    removed = np.cumsum(np.where(gaps > max_silence, gaps - max_silence, 0.0))
+    return NoteColumns(columns.pitches, starts - removed, durations, columns.velocities)
 
 
 def read_midi(data: bytes) -> Piece:
@@ -351,7 +351,7 @@ def check_midi_header(data: bytes) -> None:
         raise UnusableFile("absurd resolution of 0 ticks per quarter")
 
 
-def midi_piece(notes: list[Note], tempi: list[float], signatures: list[str]) -> Piece:
+def midi_piece(notes: Sequence[Note], tempi: list[float], signatures: list[str]) -> Piece:
     return Piece(
         notes=notes,
         tempo=tempi[0] if tempi else 120.0,
@@ -482,7 +482,7 @@ def _meta_agrees(track: bytes, at: int) -> bool:
     return size == 2 and -7 <= key <= 7 and body[1] <= 1
 
 
-def symusic_events(data: bytes) -> tuple[list[Note], list[float], list[str]] | None:
+def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[str]] | None:
     """(notes, tempi, metres) as ``_midi_events`` finds them, through symusic; None when
     symusic refuses the file, finds no notes, or its ticks could have wrapped round."""
     import symusic
@@ -495,10 +495,9 @@ def symusic_events(data: bytes) -> tuple[list[Note], list[float], list[str]] | N
     columns = [track.notes.numpy() for track in score.tracks if not track.is_drum]
     if not columns:
         return None
-    starts = np.concatenate([c["time"] for c in columns]).astype(np.int64)
-    lengths = np.concatenate([c["duration"] for c in columns]).astype(np.int64)
-    pitches = np.concatenate([c["pitch"] for c in columns]).astype(np.int64)
-    velocities = np.concatenate([c["velocity"] for c in columns]).astype(np.int64)
+    starts, lengths, pitches, velocities = (
+        np.concatenate([c[name] for c in columns], dtype=np.int64) for name in ("time", "duration", "pitch", "velocity")
+    )
     tempi = sorted((t.time, bpm(t.mspq)) for t in score.tempos)
     signatures = sorted((s.time, f"{s.numerator}/{s.denominator}") for s in score.time_signatures)
     times = np.concatenate([starts, starts + lengths, [t for t, _ in tempi], [t for t, _ in signatures]])
@@ -509,15 +508,7 @@ def symusic_events(data: bytes) -> tuple[list[Note], list[float], list[str]] | N
         return None
     starts, lengths, pitches, velocities = starts[kept], lengths[kept], pitches[kept], velocities[kept]
     order = np.lexsort((velocities, lengths, pitches, starts))  # note_order: ticks sort as quarters do
-    notes = [
-        Note(p, s, d, v)
-        for p, s, d, v in zip(
-            pitches[order].tolist(),
-            (starts[order] / per_quarter).tolist(),
-            (lengths[order] / per_quarter).tolist(),
-            velocities[order].tolist(),
-        )
-    ]
+    notes = NoteColumns(pitches[order], starts[order] / per_quarter, lengths[order] / per_quarter, velocities[order])
     return notes, [t for _, t in tempi], [s for _, s in signatures]
 
 
@@ -631,11 +622,10 @@ _PROFILES = np.array([np.roll(p, tonic) for p in (_MAJOR, _MINOR) for tonic in r
 KEY_NAMES = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]
 
 
-def estimate_key(notes: list[Note]) -> str:
+def estimate_key(notes: Sequence[Note]) -> str:
     """Krumhansl-Schmuckler key estimate from duration-weighted pitch classes (e.g. 'G major')."""
-    pitches = np.fromiter((n.pitch for n in notes), np.int64, len(notes))
-    durations = np.fromiter((n.duration for n in notes), float, len(notes))
-    histogram = np.bincount(pitches % 12, weights=durations, minlength=12)  # summed in note order
+    columns = NoteColumns.of(notes)
+    histogram = np.bincount(columns.pitches % 12, weights=columns.durations, minlength=12)  # summed in note order
     if not histogram.any():
         return ""
     with np.errstate(invalid="ignore", divide="ignore"):  # one pitch class: no correlation, no warning

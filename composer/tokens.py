@@ -42,6 +42,54 @@ class Note:
     velocity: int = DEFAULT_VELOCITY
 
 
+@dataclass(frozen=True, eq=False)
+class NoteColumns(Sequence[Note]):
+    """Notes as four arrays, one entry per note: what a reader builds from a parser's arrays and
+    what encoding, silences and the key work on, so that tokenizing a file makes no Note at all.
+    Still a sequence of Notes (built on first use) equal to the list of the same notes."""
+
+    pitches: np.ndarray  # int64
+    starts: np.ndarray  # float64, quarters
+    durations: np.ndarray  # float64, quarters
+    velocities: np.ndarray  # int64
+
+    @staticmethod
+    def of(notes: Iterable[Note]) -> "NoteColumns":
+        if isinstance(notes, NoteColumns):
+            return notes
+        notes = list(notes)
+        return NoteColumns(
+            np.fromiter((n.pitch for n in notes), np.int64, len(notes)),
+            np.fromiter((n.start for n in notes), float, len(notes)),
+            np.fromiter((n.duration for n in notes), float, len(notes)),
+            np.fromiter((n.velocity for n in notes), np.int64, len(notes)),
+        )
+
+    @functools.cached_property
+    def notes(self) -> list[Note]:
+        # filled through __dict__ at half the cost of Note() (a frozen dataclass sets every field
+        # through object.__setattr__); each equals, hashes and prints as Note(...) would
+        new, made = object.__new__, []
+        columns = (self.pitches.tolist(), self.starts.tolist(), self.durations.tolist(), self.velocities.tolist())
+        for pitch, start, duration, velocity in zip(*columns):
+            note = new(Note)
+            note.__dict__.update(pitch=pitch, start=start, duration=duration, velocity=velocity)
+            made.append(note)
+        return made
+
+    def __len__(self) -> int:
+        return len(self.pitches)
+
+    def __getitem__(self, index):
+        return self.notes[index]
+
+    def __iter__(self):
+        return iter(self.notes)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+
 @dataclass(frozen=True)
 class TokenizerConfig:
     steps_per_quarter: int = 12
@@ -182,6 +230,8 @@ def fold_pitches(pitches: np.ndarray, config: TokenizerConfig) -> np.ndarray:
     """Bring pitches into the vocabulary's range by whole octaves: up to the lowest, then down
     from the highest."""
     low, high = config.pitch_low, config.pitch_high
+    if not len(pitches) or low <= pitches.min() and pitches.max() <= high:
+        return pitches
     pitches = np.where(pitches < low, pitches + 12 * ((low - pitches + 11) // 12), pitches)
     return np.where(pitches > high, pitches - 12 * ((pitches - high + 11) // 12), pitches)
 
@@ -193,16 +243,15 @@ def quantize(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
     a pitch struck again while it sounds is cut short at the new onset, as a MIDI note-off
     would be. In arrays: a long piece has tens of thousands of notes.
     """
-    notes = list(notes)
+    columns = NoteColumns.of(notes)
     spq = vocab.config.steps_per_quarter
-    # rint rounds halves to even, as Python's round
-    onsets = np.maximum(0, np.rint(np.fromiter((n.start for n in notes), float, len(notes)) * spq)).astype(np.int64)
-    pitches = fold_pitches(np.fromiter((n.pitch for n in notes), np.int64, len(notes)), vocab.config)
-    lengths = np.fromiter((n.duration for n in notes), float, len(notes)) * spq
-    velocities = np.fromiter((n.velocity for n in notes), np.int64, len(notes))
-    order = np.lexsort((np.arange(len(notes)), -lengths, pitches, onsets))
+    onsets = np.maximum(0, np.rint(columns.starts * spq)).astype(np.int64)  # rint: halves to even, as round()
+    pitches = fold_pitches(columns.pitches, vocab.config)
+    lengths = columns.durations * spq
+    velocities = columns.velocities
+    order = np.lexsort((-lengths, pitches, onsets))  # stable: of equally long ones, the first
     onsets, pitches, lengths, velocities = onsets[order], pitches[order], lengths[order], velocities[order]
-    first = np.ones(len(notes), dtype=bool)
+    first = np.ones(len(onsets), dtype=bool)
     first[1:] = (onsets[1:] != onsets[:-1]) | (pitches[1:] != pitches[:-1])
     onsets, pitches, lengths, velocities = onsets[first], pitches[first], lengths[first], velocities[first]
     by_pitch = np.lexsort((onsets, pitches))

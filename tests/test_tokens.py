@@ -521,3 +521,18 @@ def test_array_encoder_on_the_bundled_chorales(chorale_files):
         for path in chorale_files[::7]:
             notes = read_piece(path).notes
             assert np.array_equal(encode_notes(notes, vocab), reference_encode(notes, vocab)), path.name
+
+
+def test_note_columns_are_the_notes_they_hold():
+    from composer.tokens import NoteColumns
+
+    notes = [Note(60, 0.0, 1.0, 80), Note(64, 0.5, 0.25, 90), Note(67, 2.0, 1.5, 100)]
+    columns = NoteColumns.of(notes)
+    assert NoteColumns.of(columns) is columns
+    assert columns == notes and notes == columns and list(columns) == notes
+    assert len(columns) == 3 and columns[1] == notes[1] and columns[1:] == notes[1:]
+    assert [hash(n) for n in columns] == [hash(n) for n in notes] and repr(columns[0]) == repr(notes[0])
+    with pytest.raises(AttributeError):
+        columns[0].pitch = 61  # still frozen
+    assert np.array_equal(encode_notes(columns, VOCAB), encode_notes(notes, VOCAB))
+    assert NoteColumns.of([]) == [] and len(encode_notes(NoteColumns.of([]), VOCAB)) == 2
