@@ -419,13 +419,11 @@ MIDO_MAX_MESSAGE = 1_000_000
 # dropping the ticks written before it, where symusic keeps them
 MIDO_META_TYPES = frozenset([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0x20, 0x21, 0x2F, 0x51, 0x54, 0x58, 0x59, 0x7F])
 
-# 0xFF after a byte under 0x80, the last of a delta time: where a meta event can start (0xFF
-# after a higher byte is inside a delta time); texts and ports, read alike, are passed over
-_META_STATUS = re.compile(rb"(?<=[\x00-\x7f])\xff(?![\x01-\x07\x09\x21\x7f])")
-
 # four bytes of 0x80 or more in a row: a delta time over 4 bytes, which mido reads whole and
-# symusic cuts at 4 (or an odd run inside a text or sysex)
+# symusic cuts at 4 (or an odd run inside a text)
 _LONG_VLQ = re.compile(rb"[\x80-\xff]{4}")
+# meta types read alike by both (texts, port), as the byte after 0xFF: nothing to check
+_PLAIN_BYTES = frozenset(bytes([kind]) for kind in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0x21, 0x7F))
 
 
 def symusic_reads_as_mido(data: bytes) -> bool:
@@ -445,41 +443,48 @@ def symusic_reads_as_mido(data: bytes) -> bool:
     position = 14
     for _ in range(tracks):
         kind, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "big")
-        body = data[position + 8 : position + 8 + size]
-        if kind != b"MTrk" or len(body) < size or size > MIDO_MAX_MESSAGE or _LONG_VLQ.search(body):
+        start, end = position + 8, position + 8 + size
+        if kind != b"MTrk" or end > len(data) or size > MIDO_MAX_MESSAGE:
             return False
-        metas = [match.start() for match in _META_STATUS.finditer(body)]
-        if any(body[at + 1] == 0x2F and at != size - 3 for at in metas if at + 1 < size):
+        if _LONG_VLQ.search(data, start, end):
             return False
-        if not all(_meta_agrees(body, at) for at in metas):
-            return False
-        position += 8 + size
+        # a meta event starts with 0xFF after a delta time's last byte (under 0x80); 0xFF first
+        # in a track or after a higher byte is inside a delta time
+        at = data.find(b"\xff", start + 1, end)
+        while at != -1:
+            if data[at - 1] < 0x80 and data[at + 1 : at + 2] not in _PLAIN_BYTES and not _meta_agrees(data, at, start, end):
+                return False
+            at = data.find(b"\xff", at + 1, end)
+        position = end
     return True
 
 
-def _meta_agrees(track: bytes, at: int) -> bool:
-    """Whether the meta event at ``at`` in a track (0xFF, type, length, data) reads the same in
-    both parsers, with no refusal from mido; lengths of 128 or more (two VLQ bytes) count as not."""
-    kind, length, body = track[at + 1 : at + 2], track[at + 2 : at + 3], track[at + 3 : at + 3 + 128]
-    if not kind or not length or length[0] >= 0x80 or len(body) < length[0]:
+def _meta_agrees(data: bytes, at: int, start: int, end: int) -> bool:
+    """Whether the meta event at ``at`` (0xFF, type, length, data) of the track in
+    ``data[start:end]`` reads the same in both parsers, with no refusal from mido; lengths of
+    128 or more (two VLQ bytes) count as not."""
+    if at + 2 >= end or data[at + 2] >= 0x80 or at + 3 + data[at + 2] > end:
         return False
-    kind, size = kind[0], length[0]
+    kind, size = data[at + 1], data[at + 2]
+    body = data[at + 3 : at + 3 + size]
     if kind not in MIDO_META_TYPES:  # agrees only after a delta time of 0 (one byte 0, not 0x81 0x00)
-        return track[at - 1] == 0 and (at < 2 or track[at - 2] < 0x80)
+        return data[at - 1] == 0 and (at - 1 == start or data[at - 2] < 0x80)
     if kind == 0x00:
         return size != 1
     if kind == 0x20:
         return size >= 1
-    if kind == 0x2F:
-        return size == 0
+    if kind == 0x2F:  # the end of the track, and only there: symusic stops at it
+        return size == 0 and at == end - 3
     if kind == 0x51:
         return size == 3
     if kind == 0x54:  # mido checks the frame rate code, minutes, seconds and sub-frames
         return size >= 5 and body[0] >> 5 <= 3 and body[1] <= 59 and body[2] <= 59 and body[4] <= 99
     if kind == 0x58:
         return size == 4 and body[1] <= 7
-    key = body[0] - 256 if body[0] > 127 else body[0]  # 0x59: mido names keys of -7..7 flats or sharps
-    return size == 2 and -7 <= key <= 7 and body[1] <= 1
+    if size != 2:  # 0x59: mido names keys of -7..7 flats or sharps, major or minor
+        return False
+    key = body[0] - 256 if body[0] > 127 else body[0]
+    return -7 <= key <= 7 and body[1] <= 1
 
 
 def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[str]] | None:

@@ -577,6 +577,7 @@ DIFFERING = {
     "short_tempo": smf([meta(0x51, b"\x07\xa1")] + melody()),
     "short_metre": smf([meta(0x58, bytes([3, 2, 24]))] + melody()),
     "bad_key": smf([meta(0x59, bytes([30, 7]))] + melody()),
+    "empty_key_last_in_its_track": smf(melody() + [meta(0x59, b"")], end=False),
     "bad_smpte_offset": smf([meta(0x54, bytes([0, 0, 61, 0, 0]))] + melody()),
     # past 2**31 ticks symusic's int32 times wrap round to negative ones
     "ticks_past_int32": smf(sum((note(60 + i, 1, delta=0x0FFFFFFF) for i in range(12)), []), division=1),
