@@ -11,19 +11,20 @@ import errno
 import io
 import math
 import os
+import re
 import stat
 import zipfile
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from os import scandir
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from composer import ComposerError
 from composer.storage import atomic_path
-from composer.tokens import Note
+from composer.tokens import Note, NoteColumns
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 MUSIC21_SUFFIXES = {".xml", ".mxl", ".musicxml", ".abc", ".krn"}
@@ -65,7 +66,7 @@ class Limits:
 
 @dataclass
 class Piece:
-    notes: list[Note]
+    notes: Sequence[Note]  # a list, or NoteColumns from the MIDI reader and once silences are bounded
     tempo: float = 120.0
     time_signature: str = "4/4"
     key: str = ""
@@ -282,7 +283,7 @@ def time_signature_problem(signature: str) -> str:
 def bound_piece(piece: Piece, limits: Limits) -> Piece:
     """Shrink silences longer than ``max_silence`` quarters, then refuse a piece longer than ``max_quarters``."""
     notes = collapse_silences(piece.notes, limits.max_silence)
-    length = max(n.start for n in notes)
+    length = notes.starts.max()
     if not length <= limits.max_quarters:  # also catches NaN
         raise UnusableFile(
             f"{length:,.0f} quarters long (silences shrunk), over the {limits.max_quarters:,g}-quarter limit"
@@ -291,38 +292,38 @@ def bound_piece(piece: Piece, limits: Limits) -> Piece:
     return piece
 
 
-def collapse_silences(notes: list[Note], max_silence: float) -> list[Note]:
+def collapse_silences(notes: Sequence[Note], max_silence: float) -> NoteColumns:
     """Notes (sorted by start) with every silence longer than ``max_silence`` quarters shrunk to it.
 
     A note counts as sounding for at most ``max_silence`` quarters, so that one absurdly long note
     cannot hide an absurd gap; the onset-to-onset distance is then at most twice ``max_silence``.
     """
-    out: list[Note] = []
-    reach = 0.0  # a long silence before the first note shrinks too
-    removed = 0.0
-    for note in notes:
-        gap = note.start - reach
-        if gap > max_silence:
-            removed += gap - max_silence
-        reach = max(reach, note.start + min(note.duration, max_silence))
-        out.append(note if not removed else Note(note.pitch, note.start - removed, note.duration, note.velocity))
-    return out
+    columns = NoteColumns.of(notes)
+    starts, durations = columns.starts, columns.durations
+    # how far sound reaches before each note; a long silence before the first one shrinks too
+    reach = np.maximum.accumulate(np.concatenate([[0.0], starts + np.minimum(durations, max_silence)]))[:-1]
+    gaps = starts - reach
+    removed = np.cumsum(np.where(gaps > max_silence, gaps - max_silence, 0.0))
+    return NoteColumns(columns.pitches, starts - removed, durations, columns.velocities)
 
 
 def read_midi(data: bytes) -> Piece:
+    """A MIDI file's Piece through symusic (C++, several times faster), or through mido where
+    symusic refuses the file, finds no notes in it, or is known to read it differently: mido then
+    gives the reason a damaged file is skipped, exactly as before symusic."""
+    check_midi_header(data)
+    events = symusic_events(data) if symusic_reads_as_mido(data) else None
+    if events is None:
+        return read_midi_mido(data)
+    return midi_piece(*events)
+
+
+def read_midi_mido(data: bytes) -> Piece:
+    """The reference reader (pure Python, from mido's messages): the fallback of ``read_midi``
+    and what its symusic path is tested against."""
     import mido
 
-    header = data[:14]
-    if header[:4] != b"MThd":
-        raise UnusableFile("not a MIDI file (no MThd header)")
-    if len(header) < 14:
-        raise UnusableFile("damaged MIDI file (header cut short)")
-    # checked before mido, which fails on these with unrelated messages or not at all
-    division = int.from_bytes(header[12:14], "big", signed=True)
-    if division < 0:
-        raise UnusableFile("SMPTE time-code resolution (frames per second) is not supported")
-    if division == 0:
-        raise UnusableFile("absurd resolution of 0 ticks per quarter")
+    check_midi_header(data)
     try:
         midi = mido.MidiFile(file=io.BytesIO(data))
     except Exception as error:  # mido raises many types for damaged files
@@ -333,6 +334,24 @@ def read_midi(data: bytes) -> Piece:
     notes, drums, tempi, signatures = _midi_events(midi)
     if not notes and drums:
         raise UnusableFile("drums only")
+    return midi_piece(notes, tempi, signatures)
+
+
+def check_midi_header(data: bytes) -> None:
+    header = data[:14]
+    if header[:4] != b"MThd":
+        raise UnusableFile("not a MIDI file (no MThd header)")
+    if len(header) < 14:
+        raise UnusableFile("damaged MIDI file (header cut short)")
+    # checked before either parser, which fail on these with unrelated messages or not at all
+    division = int.from_bytes(header[12:14], "big", signed=True)
+    if division < 0:
+        raise UnusableFile("SMPTE time-code resolution (frames per second) is not supported")
+    if division == 0:
+        raise UnusableFile("absurd resolution of 0 ticks per quarter")
+
+
+def midi_piece(notes: Sequence[Note], tempi: list[float], signatures: list[str]) -> Piece:
     return Piece(
         notes=notes,
         tempo=tempi[0] if tempi else 120.0,
@@ -340,6 +359,12 @@ def read_midi(data: bytes) -> Piece:
         key=estimate_key(notes),
         meta={"tempi": tempi, "time_signatures": signatures},
     )
+
+
+def note_order(note: Note) -> tuple[float, int, float, int]:
+    """One total order for both MIDI readers, so that they give the very same list (duplicates
+    at one onset included: with velocity bins, the first of the longest gives the velocity)."""
+    return note.start, note.pitch, note.duration, note.velocity
 
 
 def _midi_events(midi) -> tuple[list[Note], int, list[float], list[str]]:
@@ -372,12 +397,124 @@ def _midi_events(midi) -> tuple[list[Note], int, list[float], list[str]]:
                     if tick > onset:
                         notes.append(Note(message.note, onset / per_quarter, (tick - onset) / per_quarter, velocity))
             elif kind == "set_tempo":
-                # a tempo of 0 µs per beat is infinitely fast: kept as inf for the tempo screen, not divided
-                tempi.append((tick, 60e6 / message.tempo if message.tempo > 0 else math.inf))
+                tempi.append((tick, bpm(message.tempo)))
             elif kind == "time_signature":
                 signatures.append((tick, f"{message.numerator}/{message.denominator}"))
-    notes.sort(key=lambda n: (n.start, n.pitch))
+    notes.sort(key=note_order)
     return notes, drums, [t for _, t in sorted(tempi)], [s for _, s in sorted(signatures)]
+
+
+def bpm(microseconds: int) -> float:
+    # a tempo of 0 µs per beat is infinitely fast: kept as inf for the tempo screen, not divided
+    return 60e6 / microseconds if microseconds > 0 else math.inf
+
+
+# symusic keeps ticks in int32: a file whose events pass 2**31 ticks would wrap round. Below
+# 2**30 no wrap can hide, since one delta time adds at most 2**28 ticks
+SYMUSIC_MAX_TICK = 1 << 30
+# mido refuses a meta or sysex event longer than this (midifiles.MAX_MESSAGE_LENGTH); a track
+# chunk that long might hold one
+MIDO_MAX_MESSAGE = 1_000_000
+# meta types mido knows (midifiles.meta._META_SPECS); it gives any other type a delta time of 0,
+# dropping the ticks written before it, where symusic keeps them
+MIDO_META_TYPES = frozenset([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0x20, 0x21, 0x2F, 0x51, 0x54, 0x58, 0x59, 0x7F])
+
+# four bytes of 0x80 or more in a row: a delta time over 4 bytes, which mido reads whole and
+# symusic cuts at 4 (or an odd run inside a text)
+_LONG_VLQ = re.compile(rb"[\x80-\xff]{4}")
+# meta types read alike by both (texts, port), as the byte after 0xFF: nothing to check
+_PLAIN_BYTES = frozenset(bytes([kind]) for kind in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0x21, 0x7F))
+
+
+def symusic_reads_as_mido(data: bytes) -> bool:
+    """Whether symusic would read this file as mido does, by what is known to differ.
+
+    symusic stops a track at its first end-of-track event (mido reads on to the chunk's end),
+    skips chunks that are not tracks (mido refuses them), reads any track count past the real
+    ones, reads at most 4 bytes of a delta time, wraps time-signature denominators over 128
+    into a byte, accepts short tempo, metre and key events that mido refuses, and keeps the
+    delta time that mido drops before a meta event of a type it does not know. Byte patterns
+    that merely look like such events (inside a text, say) only send a file to mido: slower,
+    never different.
+    """
+    tracks = int.from_bytes(data[10:12], "big", signed=True)  # signed, as mido reads it
+    if int.from_bytes(data[4:8], "big") != 6 or tracks <= 0:
+        return False
+    position = 14
+    for _ in range(tracks):
+        kind, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "big")
+        start, end = position + 8, position + 8 + size
+        if kind != b"MTrk" or end > len(data) or size > MIDO_MAX_MESSAGE:
+            return False
+        if _LONG_VLQ.search(data, start, end):
+            return False
+        # a meta event starts with 0xFF after a delta time's last byte (under 0x80); 0xFF first
+        # in a track or after a higher byte is inside a delta time
+        at = data.find(b"\xff", start + 1, end)
+        while at != -1:
+            if data[at - 1] < 0x80 and data[at + 1 : at + 2] not in _PLAIN_BYTES and not _meta_agrees(data, at, start, end):
+                return False
+            at = data.find(b"\xff", at + 1, end)
+        position = end
+    return True
+
+
+def _meta_agrees(data: bytes, at: int, start: int, end: int) -> bool:
+    """Whether the meta event at ``at`` (0xFF, type, length, data) of the track in
+    ``data[start:end]`` reads the same in both parsers, with no refusal from mido; lengths of
+    128 or more (two VLQ bytes) count as not."""
+    if at + 2 >= end or data[at + 2] >= 0x80 or at + 3 + data[at + 2] > end:
+        return False
+    kind, size = data[at + 1], data[at + 2]
+    body = data[at + 3 : at + 3 + size]
+    if kind not in MIDO_META_TYPES:  # agrees only after a delta time of 0 (one byte 0, not 0x81 0x00)
+        return data[at - 1] == 0 and (at - 1 == start or data[at - 2] < 0x80)
+    if kind == 0x00:
+        return size != 1
+    if kind == 0x20:
+        return size >= 1
+    if kind == 0x2F:  # the end of the track, and only there: symusic stops at it
+        return size == 0 and at == end - 3
+    if kind == 0x51:
+        return size == 3
+    if kind == 0x54:  # mido checks the frame rate code, minutes, seconds and sub-frames
+        return size >= 5 and body[0] >> 5 <= 3 and body[1] <= 59 and body[2] <= 59 and body[4] <= 99
+    if kind == 0x58:
+        return size == 4 and body[1] <= 7
+    if size != 2:  # 0x59: mido names keys of -7..7 flats or sharps, major or minor
+        return False
+    key = body[0] - 256 if body[0] > 127 else body[0]
+    return -7 <= key <= 7 and body[1] <= 1
+
+
+def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[str]] | None:
+    """(notes, tempi, metres) as ``_midi_events`` finds them, through symusic; None when
+    symusic refuses the file, finds no notes, or its ticks could have wrapped round."""
+    import symusic
+
+    try:
+        score = symusic.Score.from_midi(data)  # ticks: exact, as mido's
+    except Exception:  # RuntimeError for a damaged file: mido names the damage
+        return None
+    per_quarter = score.ticks_per_quarter
+    columns = [track.notes.numpy() for track in score.tracks if not track.is_drum]
+    if not columns:
+        return None
+    starts, lengths, pitches, velocities = (
+        np.concatenate([c[name] for c in columns], dtype=np.int64) for name in ("time", "duration", "pitch", "velocity")
+    )
+    tempi = sorted((t.time, bpm(t.mspq)) for t in score.tempos)
+    signatures = sorted((s.time, f"{s.numerator}/{s.denominator}") for s in score.time_signatures)
+    times = np.concatenate([starts, starts + lengths, [t for t, _ in tempi], [t for t, _ in signatures]])
+    if len(times) and not 0 <= times.min() <= times.max() < SYMUSIC_MAX_TICK:
+        return None
+    kept = lengths > 0  # mido's reader drops a note released where it starts
+    if not kept.any():
+        return None
+    starts, lengths, pitches, velocities = starts[kept], lengths[kept], pitches[kept], velocities[kept]
+    order = np.lexsort((velocities, lengths, pitches, starts))  # note_order: ticks sort as quarters do
+    notes = NoteColumns(pitches[order], starts[order] / per_quarter, lengths[order] / per_quarter, velocities[order])
+    return notes, [t for _, t in tempi], [s for _, s in signatures]
 
 
 def unzip_musicxml(data: bytes, max_bytes: int) -> bytes:
@@ -406,8 +543,6 @@ def unzip_musicxml(data: bytes, max_bytes: int) -> bytes:
 
 def _mxl_root(archive: zipfile.ZipFile, names: list[str], max_bytes: int) -> str:
     """The score's name inside an .mxl: META-INF/container.xml's rootfile, else the first .xml."""
-    import re
-
     if "META-INF/container.xml" in names:
         with archive.open("META-INF/container.xml") as member:
             container = member.read(min(max_bytes, 1_000_000)).decode("utf-8", "replace")
@@ -492,11 +627,10 @@ _PROFILES = np.array([np.roll(p, tonic) for p in (_MAJOR, _MINOR) for tonic in r
 KEY_NAMES = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]
 
 
-def estimate_key(notes: list[Note]) -> str:
+def estimate_key(notes: Sequence[Note]) -> str:
     """Krumhansl-Schmuckler key estimate from duration-weighted pitch classes (e.g. 'G major')."""
-    histogram = np.zeros(12)
-    for note in notes:
-        histogram[note.pitch % 12] += note.duration
+    columns = NoteColumns.of(notes)
+    histogram = np.bincount(columns.pitches % 12, weights=columns.durations, minlength=12)  # summed in note order
     if not histogram.any():
         return ""
     with np.errstate(invalid="ignore", divide="ignore"):  # one pitch class: no correlation, no warning

@@ -31,7 +31,7 @@ from composer.corpus import Limits, Piece, UnreadableFile, UnusableFile, discove
 from composer.storage import FolderLock, atomic_path, write_together
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
 
-CACHE_VERSION = 4  # bump when reading or encoding changes what a file tokenizes to
+CACHE_VERSION = 5  # bump when reading or encoding changes what a file tokenizes to
 NEAR_DUPLICATE_WINDOW = 16
 NEAR_DUPLICATE_SHARE = 0.5
 # ... or one of them has this share of its tokens inside spans of this length found in the other

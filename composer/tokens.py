@@ -45,6 +45,54 @@ class Note:
     velocity: int = DEFAULT_VELOCITY
 
 
+@dataclass(frozen=True, eq=False)
+class NoteColumns(Sequence[Note]):
+    """Notes as four arrays, one entry per note: what a reader builds from a parser's arrays and
+    what encoding, silences and the key work on, so that tokenizing a file makes no Note at all.
+    Still a sequence of Notes (built on first use) equal to the list of the same notes."""
+
+    pitches: np.ndarray  # int64
+    starts: np.ndarray  # float64, quarters
+    durations: np.ndarray  # float64, quarters
+    velocities: np.ndarray  # int64
+
+    @staticmethod
+    def of(notes: Iterable[Note]) -> "NoteColumns":
+        if isinstance(notes, NoteColumns):
+            return notes
+        notes = list(notes)
+        return NoteColumns(
+            np.fromiter((n.pitch for n in notes), np.int64, len(notes)),
+            np.fromiter((n.start for n in notes), float, len(notes)),
+            np.fromiter((n.duration for n in notes), float, len(notes)),
+            np.fromiter((n.velocity for n in notes), np.int64, len(notes)),
+        )
+
+    @functools.cached_property
+    def notes(self) -> list[Note]:
+        # filled through __dict__ at half the cost of Note() (a frozen dataclass sets every field
+        # through object.__setattr__); each equals, hashes and prints as Note(...) would
+        new, made = object.__new__, []
+        columns = (self.pitches.tolist(), self.starts.tolist(), self.durations.tolist(), self.velocities.tolist())
+        for pitch, start, duration, velocity in zip(*columns):
+            note = new(Note)
+            note.__dict__.update(pitch=pitch, start=start, duration=duration, velocity=velocity)
+            made.append(note)
+        return made
+
+    def __len__(self) -> int:
+        return len(self.pitches)
+
+    def __getitem__(self, index):
+        return self.notes[index]
+
+    def __iter__(self):
+        return iter(self.notes)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+
 @dataclass(frozen=True)
 class TokenizerConfig:
     steps_per_quarter: int = field(default=12, metadata=within(1, 96))
@@ -218,15 +266,16 @@ def greedy_split(steps: int, grid: Sequence[int]) -> list[int]:
     return parts
 
 
-def nearest_value(steps: float, grid: Sequence[int], limit: int | None = None) -> int:
-    """The grid value closest to ``steps`` (ties to the shorter), no larger than ``limit``."""
-    top = len(grid) if limit is None else max(1, bisect.bisect_right(grid, limit))
-    i = bisect.bisect_left(grid, steps, 0, top)
-    if i == 0:
-        return grid[0]
-    if i == top or steps - grid[i - 1] <= grid[i] - steps:
-        return grid[i - 1]
-    return grid[i]
+def nearest_values(steps: np.ndarray, grid: Sequence[int], limits: np.ndarray) -> np.ndarray:
+    """For each length in steps, the grid value closest to it (ties to the shorter) that is no
+    larger than its limit (a limit under the smallest value allows that one; -1: no limit)."""
+    values = np.asarray(grid)
+    top = np.where(limits < 0, len(values), np.maximum(1, np.searchsorted(values, limits, side="right")))
+    i = np.minimum(np.searchsorted(values, steps, side="left"), top)
+    lower = values[np.maximum(i - 1, 0)]
+    upper = values[np.minimum(i, len(values) - 1)]
+    nearest = np.where((i == top) | (steps - lower <= upper - steps), lower, upper)
+    return np.where(i == 0, values[0], nearest)
 
 
 def velocity_bin(velocity: int, bins: int) -> int:
@@ -237,57 +286,58 @@ def bin_velocity(index: int, bins: int) -> int:
     return int(round(1 + (index + 0.5) * 127 / bins))
 
 
-def fold_pitch(pitch: int, config: TokenizerConfig) -> int:
-    """Bring a pitch into the vocabulary's range by whole octaves."""
-    while pitch < config.pitch_low:
-        pitch += 12
-    while pitch > config.pitch_high:
-        pitch -= 12
-    return pitch
+def fold_pitches(pitches: np.ndarray, config: TokenizerConfig) -> np.ndarray:
+    """Bring pitches into the vocabulary's range by whole octaves: up to the lowest, then down
+    from the highest."""
+    low, high = config.pitch_low, config.pitch_high
+    if not len(pitches) or low <= pitches.min() and pitches.max() <= high:
+        return pitches
+    pitches = np.where(pitches < low, pitches + 12 * ((low - pitches + 11) // 12), pitches)
+    return np.where(pitches > high, pitches - 12 * ((pitches - high + 11) // 12), pitches)
 
 
-def quantize(notes: Iterable[Note], vocab: Vocabulary) -> list[tuple[int, int, int, int]]:
-    """Notes → sorted (onset step, pitch, duration step, velocity) on the grid.
+def quantize(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
+    """Notes → rows (onset step, pitch, duration step, velocity) on the grid, sorted, int64.
 
-    Same-pitch notes at one onset merge (the longest wins); a pitch struck again while it
-    sounds is cut short at the new onset, as a MIDI note-off would be.
+    Same-pitch notes at one onset merge (the longest wins; of equally long ones, the first);
+    a pitch struck again while it sounds is cut short at the new onset, as a MIDI note-off
+    would be. In arrays: a long piece has tens of thousands of notes.
     """
-    cfg, grid = vocab.config, vocab.grid
-    spq = cfg.steps_per_quarter
-    best: dict[tuple[int, int], tuple[float, int]] = {}
-    for note in notes:
-        onset = max(0, int(round(note.start * spq)))
-        pitch = fold_pitch(int(note.pitch), cfg)
-        length = note.duration * spq
-        key = (onset, pitch)
-        if key not in best or best[key][0] < length:
-            best[key] = (length, int(note.velocity))
-    by_pitch: dict[int, list[int]] = {}
-    for onset, pitch in sorted(best):
-        by_pitch.setdefault(pitch, []).append(onset)
-    events = []
-    for pitch, onsets in by_pitch.items():
-        for i, onset in enumerate(onsets):
-            gap = onsets[i + 1] - onset if i + 1 < len(onsets) else None
-            length, velocity = best[(onset, pitch)]
-            events.append((onset, pitch, nearest_value(length, grid, gap), velocity))
-    events.sort()
-    return events
+    columns = NoteColumns.of(notes)
+    spq = vocab.config.steps_per_quarter
+    onsets = np.maximum(0, np.rint(columns.starts * spq)).astype(np.int64)  # rint: halves to even, as round()
+    pitches = fold_pitches(columns.pitches, vocab.config)
+    lengths = columns.durations * spq
+    velocities = columns.velocities
+    order = np.lexsort((-lengths, pitches, onsets))  # stable: of equally long ones, the first
+    onsets, pitches, lengths, velocities = onsets[order], pitches[order], lengths[order], velocities[order]
+    first = np.ones(len(onsets), dtype=bool)
+    first[1:] = (onsets[1:] != onsets[:-1]) | (pitches[1:] != pitches[:-1])
+    onsets, pitches, lengths, velocities = onsets[first], pitches[first], lengths[first], velocities[first]
+    by_pitch = np.lexsort((onsets, pitches))
+    gaps = np.full(len(onsets), -1, dtype=np.int64)  # to the next onset of the same pitch; -1: none
+    again = pitches[by_pitch[1:]] == pitches[by_pitch[:-1]]
+    gaps[by_pitch[:-1][again]] = (onsets[by_pitch[1:]] - onsets[by_pitch[:-1]])[again]
+    durations = nearest_values(lengths, vocab.grid, gaps)
+    return np.stack([onsets, pitches, durations, velocities], axis=1).reshape(-1, 4)
 
 
 def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
     """Notes → token ids (BOS … EOS), int32."""
     grid, bins = vocab.grid, vocab.config.velocity_bins
+    events = quantize(notes, vocab)
+    shifts = np.diff(events[:, 0], prepend=0).tolist()
+    shift_tokens = {steps: [vocab.shift_token(v) for v in greedy_split(steps, grid)] for steps in set(shifts)}
+    duration_tokens = {steps: vocab.duration_token(steps) for steps in set(events[:, 2].tolist())}
+    velocities = events[:, 3].tolist()
+    velocity_tokens = {v: vocab.velocity_offset + velocity_bin(v, bins) for v in set(velocities)} if bins else {}
     tokens = [BOS]
-    time = 0
-    for onset, pitch, duration, velocity in quantize(notes, vocab):
-        if onset > time:
-            tokens.extend(vocab.shift_token(v) for v in greedy_split(onset - time, grid))
-            time = onset
-        tokens.append(vocab.pitch_token(pitch))
+    for shift, pitch, duration, velocity in zip(shifts, vocab.pitch_token(events[:, 1]).tolist(), events[:, 2].tolist(), velocities):
+        tokens.extend(shift_tokens[shift])
+        tokens.append(pitch)
         if bins:
-            tokens.append(vocab.velocity_offset + velocity_bin(velocity, bins))
-        tokens.append(vocab.duration_token(duration))
+            tokens.append(velocity_tokens[velocity])
+        tokens.append(duration_tokens[duration])
     tokens.append(EOS)
     return np.asarray(tokens, dtype=np.int32)
 

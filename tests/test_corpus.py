@@ -13,6 +13,7 @@ from composer.corpus import Limits, UnusableFile, estimate_key, find_music_files
 from composer.tokens import Note, TokenizerConfig, Vocabulary, decode_tokens, encode_notes, is_grammatical
 
 VOCAB = Vocabulary(TokenizerConfig())
+CHORALES_ROOT = Path(__file__).resolve().parent.parent / "midi_data"  # every bundled MIDI file
 KEY = re.compile(r"^[A-G][#-]? (major|minor)$")
 
 
@@ -242,3 +243,22 @@ def test_find_music_files(tmp_path, make_midi):
     assert find_music_files([tmp_path / "a" / "top.midi", tmp_path / "a"]) == found  # no duplicates
     with pytest.raises(ComposerError, match="nowhere"):
         find_music_files([tmp_path / "nowhere"])
+
+
+# ---- the two MIDI readers -----------------------------------------------------------------------
+
+
+def test_symusic_reads_every_bundled_chorale_as_mido_does(chorale_files):
+    """The fast reader (symusic) against the reference one (mido), file by file: the same notes
+    in the same order, tempi, metres, key, and so the same tokens; and no chorale needs mido."""
+    from composer.corpus import read_midi, read_midi_mido, screened, symusic_events, symusic_reads_as_mido
+
+    for path in sorted(CHORALES_ROOT.rglob("*.mid")):
+        data = path.read_bytes()
+        assert symusic_reads_as_mido(data) and symusic_events(data) is not None, f"{path.name} fell back to mido"
+        fast, reference = read_midi(data), read_midi_mido(data)
+        assert fast.notes == reference.notes, path.name
+        assert (fast.tempo, fast.time_signature, fast.key, fast.meta) == (reference.tempo, reference.time_signature, reference.key, reference.meta)
+        tokens = encode_notes(screened(fast, Limits()).notes, VOCAB)
+        assert np.array_equal(tokens, encode_notes(screened(reference, Limits()).notes, VOCAB)), path.name
+    assert len(chorale_files) > 300

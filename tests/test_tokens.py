@@ -26,6 +26,7 @@ from composer.tokens import (
     count_notes,
     decode_tokens,
     encode_notes,
+    greedy_split,
     grid_values,
     is_grammatical,
     token_groups,
@@ -474,3 +475,85 @@ def test_consecutive_time_shifts_must_be_the_greedy_split():
     assert {"TimeShift_8", "TimeShift_1/12", "TimeShift_7"} <= after_longest
     assert not is_grammatical(ids(["BOS", "TimeShift_1/12", "TimeShift_1/12", "Pitch_60", "Duration_1", "EOS"]), VOCAB)
     assert not is_grammatical(ids(["BOS", "TimeShift_1", "TimeShift_8", "Pitch_60", "Duration_1", "EOS"]), VOCAB)
+
+
+# ---- the array encoder against the rules note by note -----------------------------------------
+
+
+def reference_encode(notes, vocab):
+    """The encoder written note by note, as it was before it worked in arrays: the rules it keeps."""
+    import bisect
+
+    grid, spq, bins = vocab.grid, vocab.config.steps_per_quarter, vocab.config.velocity_bins
+    best = {}
+    for note in notes:
+        onset = max(0, int(round(note.start * spq)))
+        pitch = int(note.pitch)
+        while pitch < vocab.config.pitch_low:
+            pitch += 12
+        while pitch > vocab.config.pitch_high:
+            pitch -= 12
+        length = note.duration * spq
+        if (onset, pitch) not in best or best[(onset, pitch)][0] < length:
+            best[(onset, pitch)] = (length, int(note.velocity))
+    events = []
+    for onset, pitch in sorted(best):
+        later = [o for o, p in best if p == pitch and o > onset]
+        top = len(grid) if not later else max(1, bisect.bisect_right(grid, min(later) - onset))
+        length, velocity = best[(onset, pitch)]
+        i = bisect.bisect_left(grid, length, 0, top)
+        value = grid[0] if i == 0 else grid[i - 1] if i == top or length - grid[i - 1] <= grid[i] - length else grid[i]
+        events.append((onset, pitch, value, velocity))
+    tokens, time = [BOS], 0
+    for onset, pitch, duration, velocity in events:
+        if onset > time:
+            tokens.extend(vocab.shift_token(v) for v in greedy_split(onset - time, grid))
+            time = onset
+        tokens.append(vocab.pitch_token(pitch))
+        if bins:
+            tokens.append(vocab.velocity_offset + velocity_bin(velocity, bins))
+        tokens.append(vocab.duration_token(duration))
+    return np.asarray(tokens + [EOS], dtype=np.int32)
+
+
+# starts and lengths on and off the grid, with many notes of one onset and pitch (ties included)
+crowded_note = st.builds(
+    Note,
+    pitch=st.sampled_from([0, 20, 21, 60, 60, 61, 108, 109, 127]),
+    start=st.one_of(st.sampled_from([0.0, 0.5, 1 / 24, 1 / 12, 1.0, 1.04, 7.5, 100.0]), st.floats(-1.0, 40.0, allow_nan=False)),
+    duration=st.one_of(st.sampled_from([0.0, 1e-9, 1 / 24, 0.25, 1.0, 1.5, 8.0, 1e6]), st.floats(0.0, 20.0, allow_nan=False)),
+    velocity=st.integers(0, 127),
+)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@settings(max_examples=150, deadline=None)
+@given(notes=st.lists(st.one_of(any_note, crowded_note), max_size=60))
+def test_array_encoder_keeps_the_note_by_note_rules(config, notes):
+    vocab = Vocabulary(config)
+    assert np.array_equal(encode_notes(notes, vocab), reference_encode(notes, vocab))
+
+
+def test_array_encoder_on_the_bundled_chorales(chorale_files):
+    from composer.corpus import read_piece
+
+    for config in CONFIGS[:2]:
+        vocab = Vocabulary(config)
+        for path in chorale_files[::7]:
+            notes = read_piece(path).notes
+            assert np.array_equal(encode_notes(notes, vocab), reference_encode(notes, vocab)), path.name
+
+
+def test_note_columns_are_the_notes_they_hold():
+    from composer.tokens import NoteColumns
+
+    notes = [Note(60, 0.0, 1.0, 80), Note(64, 0.5, 0.25, 90), Note(67, 2.0, 1.5, 100)]
+    columns = NoteColumns.of(notes)
+    assert NoteColumns.of(columns) is columns
+    assert columns == notes and notes == columns and list(columns) == notes
+    assert len(columns) == 3 and columns[1] == notes[1] and columns[1:] == notes[1:]
+    assert [hash(n) for n in columns] == [hash(n) for n in notes] and repr(columns[0]) == repr(notes[0])
+    with pytest.raises(AttributeError):
+        columns[0].pitch = 61  # still frozen
+    assert np.array_equal(encode_notes(columns, VOCAB), encode_notes(notes, VOCAB))
+    assert NoteColumns.of([]) == [] and len(encode_notes(NoteColumns.of([]), VOCAB)) == 2
