@@ -28,7 +28,7 @@ from composer.generate import (
     primer_from_file,
     sample,
 )
-from composer.model import PRESETS, LSTMStepper, ModelConfig, build_model, load_checkpoint
+from composer.model import PRESETS, LSTMStepper, ModelConfig, StepperWeights, build_model, load_checkpoint, load_weights
 from composer.tokens import (
     BOS,
     EOS,
@@ -217,16 +217,24 @@ def broken_run(tmp_path_factory, vocab) -> Path:
 @pytest.fixture(scope="module")
 def peaked_stepper(vocab) -> LSTMStepper:
     """A stepper whose logits are well spread (clear argmax), for the greedy limits."""
-    return LSTMStepper(randomize(build_model(ModelConfig(len(vocab), **TINY)), seed=5))
+    return LSTMStepper(StepperWeights.from_keras(randomize(build_model(ModelConfig(len(vocab), **TINY)), seed=5)))
 
 
 # ---- the stateful step against the training graph -------------------------------------------------
 
 
 @pytest.mark.parametrize("preset", ["small", "full"])
-def test_stepper_reproduces_keras_logits(preset, vocab):
-    model = randomize(build_model(ModelConfig.preset(preset, len(vocab))), seed=11)
-    stepper = LSTMStepper(model)
+def test_stepper_reproduces_keras_logits(preset, vocab, tmp_path):
+    """The stepper made from the archive read with h5py (what generate and compare use) gives
+    the logits of the Keras model that saved it, and holds exactly the live model's weights."""
+    config = ModelConfig.preset(preset, len(vocab))
+    model = randomize(build_model(config), seed=11)
+    model.save(tmp_path / "model.keras")
+    weights = load_weights(tmp_path / "model.keras", config)
+    live = StepperWeights.from_keras(model)
+    for read, held in zip([weights.embedding, *sum(weights.cells, ()), *weights.dense], [live.embedding, *sum(live.cells, ()), *live.dense]):
+        assert read.dtype == np.float32 and np.array_equal(read, held)
+    stepper = LSTMStepper(weights)
     assert len(stepper.cells) == PRESETS[preset]["layers"] and stepper.units == PRESETS[preset]["units"]
     rng = np.random.default_rng(3)
     x = rng.integers(0, len(vocab), size=(3, 50)).astype("int32")
@@ -247,6 +255,19 @@ def test_stepper_reproduces_keras_logits(preset, vocab):
     for t in range(x.shape[1]):
         logits, state = stepper.step(x[1:2, t], state)
     np.testing.assert_allclose(logits[0], expected[1, -1], rtol=0, atol=1e-4)
+
+
+def test_stepper_likelihood_matches_training(vocab):
+    """compare's bits per note, now from the stepper, are the ones training computes with Keras."""
+    from composer.train import token_nll
+
+    model = randomize(build_model(ModelConfig(len(vocab), **TINY)), seed=4, scale=0.5)
+    rng = np.random.default_rng(8)
+    pieces = [np.concatenate([[BOS], rng.integers(3, len(vocab), n)]).astype(np.int32) for n in (5, 40, 130, 70)]
+    keras_total, keras_count = token_nll(model, pieces)
+    total, count = LSTMStepper(StepperWeights.from_keras(model)).nll(pieces, batch=3)
+    assert count == keras_count == sum(len(p) - 1 for p in pieces)
+    assert total == pytest.approx(keras_total, rel=1e-5)
 
 
 # ---- seeds ------------------------------------------------------------------------------------------
@@ -314,7 +335,7 @@ def test_short_bars_never_give_an_empty_sample(vocab):
     An untrained model draws one ~4 % of the time; the sample must still hold a note (and so be grammatical)
     rather than come out as BOS EOS, an empty MIDI file.
     """
-    stepper = LSTMStepper(untrained(vocab, seed=0))
+    stepper = LSTMStepper(StepperWeights.from_keras(untrained(vocab, seed=0)))
     steps = int(1 * bar_quarters("4/4") * vocab.config.steps_per_quarter)
     samples = sample(stepper, vocab, [np.array([BOS], np.int32)] * 128, SampleSettings(temperature=2.0, seed=0, steps=steps))
     empty = [i for i, s in enumerate(samples) if len(decode_tokens(s, vocab)) == 0]
