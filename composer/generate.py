@@ -416,6 +416,7 @@ class GenerateResult:
     seconds: float
     tokens_per_second: float
     scores: list[Path] = dataclasses.field(default_factory=list)  # MusicXML, with --musicxml
+    audio: list[Path] = dataclasses.field(default_factory=list)  # WAV, with --wav
 
 
 def generate(
@@ -433,9 +434,11 @@ def generate(
     progress: Callable[[int], None] = lambda n: None,
     musicxml: bool = False,
     time_signature: str | None = None,
+    wav: bool = False,
 ) -> GenerateResult:
     """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
-    (and, with ``musicxml``, as two-staff scores for notation software beside them).
+    (and, with ``musicxml``, as two-staff scores for notation software beside them; with
+    ``wav``, as audio rendered as the comparison page renders its own, ``audio.render_wav``).
 
     The metre is ``time_signature`` when given, else the primer's, else the corpus's most
     common one (run.json): it sets the bars that ``bars`` counts and the files' time signature."""
@@ -473,6 +476,7 @@ def generate(
     folder = out or run.samples(sampler.label)
     paths: list[Path] = []
     scores: list[Path] = []
+    audio: list[Path] = []
     for i, tokens in enumerate(samples):
         name = f"{sampler.label}_{first.name}_{settings.describe()}_{i + 1:02d}.mid"
         notes = decode_tokens(tokens, vocab)
@@ -484,5 +488,10 @@ def generate(
             scores.append(write_musicxml(
                 continuation(notes, 0.0, end), paths[-1].with_suffix(".musicxml"), None, first.time_signature, first.bpm, first.end or None
             ))
+        if wav:
+            from composer.audio import render_wav
+
+            # from the MIDI file itself: its end marker makes the audio last the asked span
+            audio.append(render_wav(paths[-1], paths[-1].with_suffix(".wav")).path)
     new_tokens = sum(len(s) - len(first.tokens) - 1 for s in samples)
-    return GenerateResult(paths, samples, elapsed, new_tokens / max(elapsed, 1e-9), scores)
+    return GenerateResult(paths, samples, elapsed, new_tokens / max(elapsed, 1e-9), scores, audio)

@@ -380,6 +380,39 @@ def test_finishing_mask_keeps_lower_pitches_when_the_highest_cannot_finish(vocab
     assert not mask[vocab.pitch_token(vocab.config.pitch_high)]
 
 
+# ---- audio ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("span,primer", [(["--bars", "2"], None), (["--seconds", "3"], "bwv10_7.mid")])
+def test_wav_beside_each_midi_lasts_the_span(run_dir, vocab, tmp_path, span, primer):
+    """--wav renders each MIDI file as compare renders its audio: the asked span (primer included)
+    and the tail every WAV has for releases, with sound in it."""
+    import wave
+
+    from composer.audio import TAIL_SECONDS
+
+    args = ["generate", run_dir, "--epoch", 1, "--num", 2, *span, "--wav", "--out", tmp_path]
+    if primer:
+        args += ["--primer", CHORALES / primer]
+    paths = written_paths(invoke(*args))
+    midis, wavs = [p for p in paths if p.suffix == ".mid"], [p for p in paths if p.suffix == ".wav"]
+    assert [p.with_suffix(".wav") for p in midis] == wavs and len(wavs) == 2
+    if primer:
+        opening = primer_from_file(CHORALES / primer, 2.0, vocab)
+        seconds = opening.end * 60 / opening.bpm + 3
+    else:
+        seconds = 2 * bar_quarters("4/4") * 60 / RUN_BPM
+    for path in wavs:
+        with wave.open(str(path)) as audio:
+            rate = audio.getframerate()
+            assert audio.getnframes() == round((seconds + TAIL_SECONDS) * rate), (audio.getnframes() / rate, seconds)
+            samples = np.frombuffer(audio.readframes(audio.getnframes()), "<i2").astype(float)
+        heard = samples[: round(seconds * rate)]
+        assert np.sqrt(np.mean(heard**2)) > 300, "the span is silent"
+        # sound across the span, not only at its start
+        assert all(np.abs(part).max() > 100 for part in np.array_split(heard, 4))
+
+
 # ---- primers -----------------------------------------------------------------------------------------
 
 
