@@ -281,8 +281,8 @@ def layer_arrays(layers, group: str, where: str, shapes: list[tuple[int, ...]]) 
     """One layer's weight arrays, exactly ``shapes``, floating point and finite, as float32."""
     import h5py
 
-    place = f"{group}/{where}"
-    variables = layers.get(place)
+    variables = layers.get(f"{group}/{where}")
+    place = f"layers/{group}/{where}"
     if not isinstance(variables, h5py.Group) or sorted(variables.keys()) != [str(i) for i in range(len(shapes))]:
         names = sorted(variables.keys()) if isinstance(variables, h5py.Group) else []
         raise CheckpointProblem(f"{WEIGHTS_MEMBER}: {place} holds weights {names}, not the {len(shapes)} of its layer")
