@@ -186,22 +186,26 @@ def sample(
     progress: Callable[[int], None] = lambda n: None,
     starts: list[int] | None = None,
     rows: list[int] | None = None,
+    spans: list[SampleSettings] | None = None,
 ) -> list[np.ndarray]:
     """Continue each primer (token arrays starting with BOS, without EOS); returns whole samples.
 
     ``rows`` number the samples for their generators (default 0, 1, ...), so a sample drawn in
-    a smaller group is the one it would be in the whole batch.
+    a smaller group is the one it would be in the whole batch. ``spans`` gives each sample its
+    own settings where their spans differ (``steps``, ``max_rest``: openings in other metres
+    or tempi), so all advance as one batch; by default every sample uses ``settings``.
     """
     from threadpoolctl import threadpool_limits
 
     # one BLAS thread: the products are small, and once TensorFlow has started its own threads,
     # BLAS workers fighting them over two cores made sampling 10-40 times slower
     with threadpool_limits(limits=1, user_api="blas"):
-        return _sample(stepper, vocab, primers, settings, progress, starts, rows)
+        return _sample(stepper, vocab, primers, spans or [settings] * len(primers), progress, starts, rows)
 
 
-def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[np.ndarray]:
+def _sample(stepper, vocab, primers, spans, progress, starts, rows) -> list[np.ndarray]:
     count = len(primers)
+    settings = spans[0]  # what all samples share: temperature, top-k, top-p, seed, tokens, cap, ceiling
     grammars = [Grammar(vocab) for _ in primers]
     for grammar, primer in zip(grammars, primers):
         for token in primer:
@@ -230,20 +234,24 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
     generated = 0
     # a span in steps always ends (each shift moves time on, and at most a chord's notes fit in
     # between), so it needs no token cap that could cut it short
-    limit = settings.tokens if settings.tokens is not None else math.inf if settings.steps is not None else settings.cap
-    while not all(done) and generated < limit:
+    limits = [span.tokens if span.tokens is not None else math.inf if span.steps is not None else span.cap for span in spans]
+    while True:
+        done = [d or generated >= limit for d, limit in zip(done, limits)]
+        if all(done):
+            break
         chosen = np.full(count, PAD)
         for i, grammar in enumerate(grammars):
             if done[i]:
                 continue
-            if settings.tokens is not None or generated + finishing_horizon(vocab) >= limit:
-                allowed = finishing_mask(grammar, limit - generated, vocab, memos[i])
+            span = spans[i]
+            if span.tokens is not None or generated + finishing_horizon(vocab) >= limits[i]:
+                allowed = finishing_mask(grammar, limits[i] - generated, vocab, memos[i])
             else:
                 allowed = grammar.allowed()
-            if settings.steps is not None:
+            if span.steps is not None:
                 allowed[EOS] = False  # only reaching the end closes a span
                 allowed[vocab.shift_offset : vocab.pitch_offset] &= span_shifts(
-                    grammar, start_time[i], settings, new_notes=grammar.notes > primer_notes[i]
+                    grammar, start_time[i], span, new_notes=grammar.notes > primer_notes[i]
                 )
             if not allowed.any():
                 _close(samples[i], grammar)
@@ -253,9 +261,9 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
             if token == EOS:
                 done[i] = True
                 continue
-            if settings.steps is not None and grammar.kinds[token] == KIND_SHIFT:
+            if span.steps is not None and grammar.kinds[token] == KIND_SHIFT:
                 value = grammar.grid[token - vocab.shift_offset]
-                if grammar.time + value - start_time[i] >= settings.steps:
+                if grammar.time + value - start_time[i] >= span.steps:
                     # the next onset would fall on or past the end: close on the last complete note
                     _close(samples[i], grammar)
                     done[i] = True
@@ -375,22 +383,22 @@ def continue_primers(
 ) -> list[np.ndarray]:
     """Sample a continuation of each primer (whole token arrays, primer included, EOS last).
 
-    Primers that need spans of different lengths (other metres or tempi) are sampled in
-    groups of equal length; sample i always uses the generator of (seed, i).
+    All primers advance as one batch, each with its own span (other metres or tempi give other
+    lengths); sample i always uses the generator of (seed, i), so it is the same in any batch.
     """
     check_settings(settings)
     spq = sampler.vocab.config.steps_per_quarter
     steps = [span_steps(p, sampler, bars, seconds) for p in primers]
     voices = sampler.max_voices if settings.max_voices is None else settings.max_voices
-    results: dict[int, np.ndarray] = {}
-    for length in sorted(set(steps), key=lambda s: -1 if s is None else s):
-        group = [i for i, s in enumerate(steps) if s == length]
-        bar = bar_quarters(primers[group[0]].time_signature or sampler.time_signature) * spq
-        group_settings = dataclasses.replace(settings, steps=length, max_voices=voices, max_rest=settings.max_rest or int(bar))
-        starts = [int(round(primers[i].end * spq)) for i in group]
-        samples = sample(sampler.stepper, sampler.vocab, [primers[i].tokens for i in group], group_settings, progress, starts, group)
-        results.update(zip(group, samples))
-    return [results[i] for i in range(len(primers))]
+    spans = [
+        dataclasses.replace(
+            settings, steps=length, max_voices=voices,
+            max_rest=settings.max_rest or int(bar_quarters(p.time_signature or sampler.time_signature) * spq),
+        )
+        for p, length in zip(primers, steps)
+    ]
+    starts = [int(round(p.end * spq)) for p in primers]
+    return sample(sampler.stepper, sampler.vocab, [p.tokens for p in primers], spans[0], progress, starts, spans=spans)
 
 
 def continuation(notes: list[Note], start: float, end: float | None = None) -> list[Note]:

@@ -372,8 +372,23 @@ def load_checkpoint(path: Path, vocab_size: int | None = None, expected: ModelCo
     return model
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free form of 1 / (1 + exp(-x))
+def _gate_scale(units: int) -> np.ndarray:
+    """Per column of an LSTM's gates (i, f, g, o): 0.5 where a sigmoid is taken, 1 for g.
+
+    sigmoid(x) = 0.5 tanh(x / 2) + 0.5 (overflow-free), so with the weights of the sigmoid
+    gates halved beforehand (exact in floating point) one tanh over all gates serves all four."""
+    scale = np.full(4 * units, 0.5, dtype=np.float32)
+    scale[2 * units : 3 * units] = 1.0
+    return scale
+
+
+def _cell(z: np.ndarray, c: np.ndarray, units: int) -> tuple[np.ndarray, np.ndarray]:
+    """One LSTM cell update from the scaled pre-activations ``z`` (overwritten) → (h, c)."""
+    u = units
+    t = np.tanh(z, out=z)
+    gates = t * 0.5 + 0.5  # the sigmoids; its g columns are unused
+    c = gates[:, u : 2 * u] * c + gates[:, :u] * t[:, 2 * u : 3 * u]
+    return gates[:, 3 * u :] * np.tanh(c), c
 
 
 class LSTMStepper:
@@ -381,10 +396,11 @@ class LSTMStepper:
 
     def __init__(self, weights: StepperWeights):
         self.embedding = weights.embedding
+        self.units = weights.cells[0][2].shape[0] // 4
+        scale = _gate_scale(self.units)
         # one matrix for input and state: [x, h] @ [[W], [U]] saves a product per step
-        self.cells = [(np.concatenate([kernel, recurrent]), bias) for kernel, recurrent, bias in weights.cells]
+        self.cells = [(np.concatenate([kernel, recurrent]) * scale, bias * scale) for kernel, recurrent, bias in weights.cells]
         self.dense_w, self.dense_b = weights.dense
-        self.units = self.cells[0][1].shape[0] // 4
 
     def initial_state(self, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
         zeros = np.zeros((batch, self.units), dtype=np.float32)
@@ -396,35 +412,52 @@ class LSTMStepper:
         new_state = []
         u = self.units
         for (weights, bias), (h, c) in zip(self.cells, state):
-            z = np.concatenate([x, h], axis=1) @ weights + bias
-            i, f = _sigmoid(z[:, :u]), _sigmoid(z[:, u : 2 * u])
-            g, o = np.tanh(z[:, 2 * u : 3 * u]), _sigmoid(z[:, 3 * u :])
-            c = f * c + i * g
-            h = o * np.tanh(c)
+            h, c = _cell(np.concatenate([x, h], axis=1) @ weights + bias, c, u)
             new_state.append((h, c))
             x = h
         return x @ self.dense_w + self.dense_b, new_state
 
-    def nll(self, pieces: list[np.ndarray], batch: int = 64) -> tuple[float, int]:
+    def nll(self, pieces: list[np.ndarray], batch: int = 16) -> tuple[float, int]:
         """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole
         pieces, as ``train.token_nll`` computes it (eval mode), without TensorFlow."""
+        from threadpoolctl import threadpool_limits
+
         order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
         total, count = 0.0, 0
-        for start in range(0, len(order), batch):
-            # pieces of similar length together: few steps are spent on rows already finished
-            group = [np.asarray(pieces[i]) for i in order[start : start + batch]]
-            lengths = np.array([len(p) for p in group])
-            width = int(lengths.max())
-            tokens = np.zeros((len(group), width), np.int64)
-            for row, piece in enumerate(group):
-                tokens[row, : len(piece)] = piece
-            state = self.initial_state(len(group))
-            for t in range(width - 1):
-                logits, state = self.step(tokens[:, t], state)
-                live = lengths > t + 1
-                scores = logits[live].astype(np.float64)
-                top = scores.max(axis=1, keepdims=True)
-                log_norm = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
-                total += float((log_norm - scores[np.arange(len(scores)), tokens[live, t + 1]]).sum())
-                count += int(live.sum())
+        # one BLAS thread, as in sampling: on two shared cores, BLAS workers made this 10x slower
+        with threadpool_limits(limits=1, user_api="blas"):
+            for start in range(0, len(order), batch):
+                # pieces of similar length together: few steps are spent on rows already finished
+                group_total, group_count = self._group_nll([np.asarray(pieces[i]) for i in order[start : start + batch]])
+                total += group_total
+                count += group_count
         return total, count
+
+    def _group_nll(self, group: list[np.ndarray]) -> tuple[float, int]:
+        """One batch of pieces, layer by layer over the whole sequence: the input products of
+        every step are one large matrix product, only the recurrent one runs step by step."""
+        lengths = np.array([len(p) for p in group])
+        width = int(lengths.max())
+        tokens = np.zeros((len(group), width), np.int64)
+        for row, piece in enumerate(group):
+            tokens[row, : len(piece)] = piece
+        x = self.embedding[tokens[:, :-1]]  # (batch, time, features)
+        u = self.units
+        for weights, bias in self.cells:
+            inputs = x.shape[2]
+            # time first, so that each step reads one contiguous block
+            projected = np.ascontiguousarray((x @ weights[:inputs] + bias).transpose(1, 0, 2))
+            recurrent = weights[inputs:]
+            h = np.zeros((len(group), u), np.float32)
+            c = np.zeros_like(h)
+            outputs = np.empty((len(group), width - 1, u), np.float32)
+            for t in range(width - 1):
+                h, c = _cell(projected[t] + h @ recurrent, c, u)
+                outputs[:, t] = h
+            x = outputs
+        live = np.arange(width - 1)[None, :] < (lengths - 1)[:, None]
+        scores = (x[live] @ self.dense_w + self.dense_b).astype(np.float64)
+        top = scores.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
+        targets = tokens[:, 1:][live]
+        return float((log_norm - scores[np.arange(len(scores)), targets]).sum()), int(live.sum())

@@ -297,6 +297,37 @@ def test_sample_does_not_depend_on_batch_or_other_primers(vocab, peaked_stepper)
     assert np.array_equal(batch[1], sample(peaked_stepper, vocab, [short, short], settings)[1])
 
 
+def test_primers_of_other_metres_sample_as_one_batch_and_as_alone(run_dir, vocab):
+    """continue_primers samples openings of different span lengths (here 4/4 at 96 bpm and 3/4 at
+    120) in one batch; each sample is the one its primer gives alone with the same generator."""
+    import dataclasses
+
+    from composer.generate import continue_primers, load_sampler
+    from composer.runs import Run
+
+    sampler = load_sampler(Run(run_dir), "1")
+    primers = [primer_from_file(CHORALES / f"{name}.mid", 1.0, vocab) for name in ("bwv190_7", "bwv11_6", "bwv190_7")]
+    settings = SampleSettings(seed=2)
+    calls = []
+    original = sampler.stepper.step
+
+    def counted(tokens, state):
+        calls.append(len(tokens))
+        return original(tokens, state)
+
+    sampler.stepper.step = counted
+    batch = continue_primers(sampler, primers, settings, bars=2)
+    assert set(calls) == {3}, "every step advances all three samples together"
+    sampler.stepper.step = original
+    spq = vocab.config.steps_per_quarter
+    for i, primer in enumerate(primers):
+        bar = bar_quarters(primer.time_signature) * spq
+        span = dataclasses.replace(settings, steps=int(2 * bar), max_voices=sampler.max_voices, max_rest=int(bar))
+        alone = sample(sampler.stepper, vocab, [primer.tokens], span, starts=[int(round(primer.end * spq))], rows=[i])
+        assert np.array_equal(batch[i], alone[0]), f"sample {i} differs from its primer sampled alone"
+    assert not np.array_equal(batch[0], batch[2]), "the same primer twice still gets two generators"
+
+
 # ---- every sample is valid music ----------------------------------------------------------------------
 
 
