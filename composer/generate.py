@@ -99,9 +99,11 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     """Whether exactly ``left`` more tokens can end on a complete note (so EOS may follow)."""
     if left == 0:
         return bool(grammar.allowed()[EOS])
+    # what the grammar allows depends on time only through how long each note still sounds, so
+    # states reached by different shifts share one entry when their sounding notes agree
     key = (
         grammar.pending, grammar.pitch if grammar.pending else None, tuple(grammar.run), grammar.last_pitch,
-        grammar.time, grammar.note_end.tobytes(), left,
+        grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), left,
     )
     if key in memo:
         return memo[key]
