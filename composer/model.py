@@ -417,47 +417,44 @@ class LSTMStepper:
             x = h
         return x @ self.dense_w + self.dense_b, new_state
 
-    def nll(self, pieces: list[np.ndarray], batch: int = 16) -> tuple[float, int]:
+    def nll(self, pieces: list[np.ndarray], batch: int = 64) -> tuple[float, int]:
         """Summed negative log-likelihood (nats) of tokens[1:] given tokens[:-1], over whole
-        pieces, as ``train.token_nll`` computes it (eval mode), without TensorFlow."""
+        pieces, as ``train.token_nll`` computes it (eval mode), without TensorFlow; ``batch``
+        pieces of similar length at a time bound the memory."""
         from threadpoolctl import threadpool_limits
 
-        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+        ordered = sorted((np.asarray(p) for p in pieces if len(p) > 1), key=len, reverse=True)
         total, count = 0.0, 0
         # one BLAS thread, as in sampling: on two shared cores, BLAS workers made this 10x slower
         with threadpool_limits(limits=1, user_api="blas"):
-            for start in range(0, len(order), batch):
-                # pieces of similar length together: few steps are spent on rows already finished
-                group_total, group_count = self._group_nll([np.asarray(pieces[i]) for i in order[start : start + batch]])
-                total += group_total
-                count += group_count
+            for start in range(0, len(ordered), batch):
+                nats, tokens = self._batch_nll(ordered[start : start + batch])
+                total += nats
+                count += tokens
         return total, count
 
-    def _group_nll(self, group: list[np.ndarray]) -> tuple[float, int]:
-        """One batch of pieces, layer by layer over the whole sequence: the input products of
-        every step are one large matrix product, only the recurrent one runs step by step."""
+    def _batch_nll(self, group: list[np.ndarray]) -> tuple[float, int]:
+        """Pieces longest first advance together; at each step only those still going are
+        computed (a prefix of the batch), so no work is spent on padding."""
         lengths = np.array([len(p) for p in group])
-        width = int(lengths.max())
-        tokens = np.zeros((len(group), width), np.int64)
+        tokens = np.zeros((len(group), lengths[0]), np.int64)
         for row, piece in enumerate(group):
             tokens[row, : len(piece)] = piece
-        x = self.embedding[tokens[:, :-1]]  # (batch, time, features)
-        u = self.units
-        for weights, bias in self.cells:
-            inputs = x.shape[2]
-            # time first, so that each step reads one contiguous block
-            projected = np.ascontiguousarray((x @ weights[:inputs] + bias).transpose(1, 0, 2))
-            recurrent = weights[inputs:]
-            h = np.zeros((len(group), u), np.float32)
-            c = np.zeros_like(h)
-            outputs = np.empty((len(group), width - 1, u), np.float32)
-            for t in range(width - 1):
-                h, c = _cell(projected[t] + h @ recurrent, c, u)
-                outputs[:, t] = h
-            x = outputs
-        live = np.arange(width - 1)[None, :] < (lengths - 1)[:, None]
-        scores = (x[live] @ self.dense_w + self.dense_b).astype(np.float64)
+        hidden = np.empty((int((lengths - 1).sum()), self.units), np.float32)  # step by step, live rows
+        targets = np.empty(len(hidden), np.int64)
+        state = self.initial_state(len(group))
+        position = 0
+        for t in range(lengths[0] - 1):
+            live = int((lengths > t + 1).sum())
+            x = self.embedding[tokens[:live, t]]
+            state = [(h[:live], c[:live]) for h, c in state]
+            for layer, ((weights, bias), (h, c)) in enumerate(zip(self.cells, state)):
+                state[layer] = _cell(np.concatenate([x, h], axis=1) @ weights + bias, c, self.units)
+                x = state[layer][0]
+            hidden[position : position + live] = x
+            targets[position : position + live] = tokens[:live, t + 1]
+            position += live
+        scores = (hidden @ self.dense_w + self.dense_b).astype(np.float64)
         top = scores.max(axis=1, keepdims=True)
         log_norm = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
-        targets = tokens[:, 1:][live]
-        return float((log_norm - scores[np.arange(len(scores)), targets]).sum()), int(live.sum())
+        return float((log_norm - scores[np.arange(len(scores)), targets]).sum()), len(targets)
