@@ -80,7 +80,7 @@ def refused(run: Path, reason: str) -> None:
     assert any(str(path) in row and "DAMAGED" in row and reason in row for row in result.output.splitlines()), result.output
 
 
-def with_extra_layer(layer) -> bytes:
+def with_extra_layer(layer):
     """A checkpoint of build_model's tiny model with ``layer`` between the last LSTM and the logits."""
     import keras
 
