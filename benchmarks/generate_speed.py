@@ -3,12 +3,20 @@ loop that re-runs a window of the last tokens through the Keras model for every 
 
     .venv/bin/python benchmarks/generate_speed.py                       # an untrained small-preset model
     .venv/bin/python benchmarks/generate_speed.py --run outputs/RUN --epoch 150
+    .venv/bin/python benchmarks/generate_speed.py --run outputs/RUN --epoch 150 --tokens 500 --commands-only
 
 The weights do not change the speed, so without --run an untrained model of the small preset (2 x 256)
 is built. Times exclude start-up (importing TensorFlow, loading or building the model, first calls).
 Every method uses the same grammar mask and the same filtering of the logits, so the difference is the
 model evaluation. Each row is the best of --repeat runs (the eager row: one run). Everything runs as the
 CLI runs it: after Keras has evaluated the model (its thread pools are up) and with the default threads.
+
+With --run it first times whole commands, each a fresh process (start-up, imports, loading,
+sampling, writing), best of --repeat, side by side in this one run:
+  composer generate RUN --epoch E --num 1 --tokens N   weights read from the archive with h5py (no TensorFlow)
+  ... weights through Keras                             the same command with load_sampler loading the model
+                                                        with keras.saving.load_model, as it did before
+  composer info RUN                                     every checkpoint checked as generate checks one
 
 Rows:
   generate(), as the CLI           `composer generate RUN --num 1 --tokens N`'s own function (needs --run)
@@ -54,7 +62,68 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--blas-threads", type=int, help="cap NumPy's BLAS threads (default: as the environment says)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--commands-only", action="store_true", help="only the whole-command timings (needs --run)")
     return parser.parse_args()
+
+
+# `composer generate` as it was before sampling went TensorFlow-free: the same CLI, with the
+# checkpoint loaded by Keras (keras.saving.load_model, safe mode) and the stepper made from it
+KERAS_COMMAND = """
+import sys
+import composer.generate as generate
+from composer.model import LSTMStepper, StepperWeights, load_checkpoint
+
+
+def keras_sampler(run, epoch):
+    config = run.config()
+    label, path = run.resolve(epoch)
+    model = load_checkpoint(path, len(config.vocab()), config.model_config())
+    run.check_still_holds(label, path)
+    return generate.Sampler(label, config.vocab(), LSTMStepper(StepperWeights.from_keras(model)), config, generate.run_voice_ceiling(run, config))
+
+
+generate.load_sampler = keras_sampler
+import composer.cli
+
+sys.argv = ["composer", *sys.argv[1:]]
+composer.cli.main()
+"""
+
+
+def command_seconds(prefix: list[str], args: list[str], repeat: int) -> float:
+    """The best wall time of a whole `composer` command in a fresh process."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, *prefix, *args], capture_output=True, text=True, env=env, cwd=root)
+        times.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return min(times)
+
+
+def whole_commands(args) -> None:
+    """Whole commands side by side: generate without and with Keras, and info."""
+    import tempfile
+
+    repeat = max(1, args.repeat)
+    with tempfile.TemporaryDirectory() as out:
+        command = ["generate", str(args.run), "--epoch", args.epoch, "--num", "1", "--tokens", str(args.tokens), "--out", out]
+        new = command_seconds(["-m", "composer.cli"], command, repeat)
+        keras = command_seconds(["-c", KERAS_COMMAND], command, repeat)
+    info = command_seconds(["-m", "composer.cli"], ["info", str(args.run)], repeat)
+    print(f"whole commands, each a fresh process, best of {repeat}; cpus: {os.cpu_count()}, "
+          f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"  composer generate {args.run} --epoch {args.epoch} --num 1 --tokens {args.tokens}")
+    print(f"    {'weights read with h5py (no TensorFlow)':<44} {new:>7.2f} s  (target <= 1.0 s)")
+    print(f"    {'weights through Keras (before)':<44} {keras:>7.2f} s")
+    print(f"    {'ratio':<44} {keras / new:>7.1f}x faster (target >= 5x)")
+    print(f"  composer info {str(args.run):<32} {info:>13.2f} s  (target <= 0.5 s)")
+    print()
 
 
 def load(args):
@@ -184,18 +253,22 @@ def main() -> None:
         for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = str(args.blas_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.run is not None:
+        whole_commands(args)
+    if args.commands_only:
+        return
     t0 = time.perf_counter()
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from composer.model import LSTMStepper
+    from composer.model import LSTMStepper, StepperWeights
     from composer.tokens import EOS
 
     imported = time.perf_counter() - t0
     t0 = time.perf_counter()
     model, vocab, description = load(args)
-    stepper = LSTMStepper(model)
+    stepper = LSTMStepper(StepperWeights.from_keras(model))
     loaded = time.perf_counter() - t0
     kwargs = {"temperature": args.temperature, "seed": args.seed}
     free = NoEOS(stepper, EOS)

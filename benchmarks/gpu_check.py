@@ -103,13 +103,13 @@ def sample_rows(corpus, args) -> list[dict]:
     from generate_speed import NoEOS
 
     from composer.generate import SampleSettings, sample
-    from composer.model import LSTMStepper, ModelConfig, build_model
+    from composer.model import LSTMStepper, ModelConfig, StepperWeights, build_model
     from composer.tokens import BOS, EOS
 
     rows = []
     for preset in ("small", "full"):
         keras.utils.set_random_seed(0)
-        stepper = NoEOS(LSTMStepper(build_model(ModelConfig.preset(preset, len(corpus.vocab)))), EOS)
+        stepper = NoEOS(LSTMStepper(StepperWeights.from_keras(build_model(ModelConfig.preset(preset, len(corpus.vocab))))), EOS)
         sample(stepper, corpus.vocab, [np.array([BOS], np.int32)], SampleSettings(tokens=50, seed=0))  # warm-up
         for streams in (1, 16):
             settings = SampleSettings(tokens=args.sample_tokens, seed=0)

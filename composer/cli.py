@@ -296,15 +296,16 @@ def generate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
     musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a two-staff MusicXML score"),
     no_ceiling: bool = typer.Option(False, "--no-ceiling", help="allow over 1000 samples, 100,000 tokens, 1000 bars or an hour"),
+    wav: bool = typer.Option(False, "--wav", help="also write each sample as a WAV file, rendered as the comparison page's audio"),
 ) -> None:
-    """Compose new pieces from a checkpoint and write them as MIDI (and MusicXML)."""
+    """Compose new pieces from a checkpoint and write them as MIDI (and MusicXML, WAV)."""
     if sum(x is not None for x in (tokens, bars, seconds)) > 1:
         raise ComposerError("give one of --tokens, --bars and --seconds")
     from composer.generate import SampleSettings, generate as run_generate
 
     settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, tokens=tokens, max_voices=max_voices)
-    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml, time_signature=time_signature, no_ceiling=no_ceiling)
-    for path in result.paths + result.scores:
+    result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml, time_signature=time_signature, wav=wav, no_ceiling=no_ceiling)
+    for path in result.paths + result.scores + result.audio:
         typer.echo(f"wrote {path}")
     count = len(result.paths)
     typer.echo(

@@ -353,22 +353,22 @@ def percent(d) -> str:
 # ---- the comparison --------------------------------------------------------------------------------
 
 
-def checkpoint_bits(run: Run, epoch: int, model, corpus, vocab, validation_notes: int) -> dict[str, float]:
+def checkpoint_bits(run: Run, epoch: int, stepper, corpus, vocab, validation_notes: int) -> dict[str, float]:
     """Validation bits per note as the run's history recorded it (one source of truth, as
-    ``composer info``), else computed the way training computes it; training bits on a subset."""
+    ``composer info``), else computed the way training computes it; training bits on a subset
+    (both with the NumPy stepper, ``LSTMStepper.nll``)."""
     from composer.metrics import bits_per_note
-    from composer.train import token_nll
 
     recorded = {row["epoch"]: row["val_bits_per_note"] for row in run.history()}
     validation = corpus.split("validation")
     if epoch in recorded and math.isfinite(recorded[epoch]):
         val = recorded[epoch]
     elif validation:
-        val = bits_per_note(token_nll(model, validation)[0], validation_notes)
+        val = bits_per_note(stepper.nll(validation)[0], validation_notes)
     else:
         val = math.nan
     train = corpus.split("train")[:TRAIN_PIECES_FOR_BITS]
-    training = bits_per_note(token_nll(model, train)[0], sum(count_notes(p, vocab) for p in train)) if train else math.nan
+    training = bits_per_note(stepper.nll(train)[0], sum(count_notes(p, vocab) for p in train)) if train else math.nan
     return {"validation": val, "training": training}
 
 
@@ -489,7 +489,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
             if i < len(shown):
                 shown_notes[(row, opening.name)] = (heard, opening, end)
                 all_notes.append(heard)
-        bits[row] = checkpoint_bits(run, number, sampler.model, corpus, vocab, validation_notes)
+        bits[row] = checkpoint_bits(run, number, sampler.stepper, corpus, vocab, validation_notes)
         histograms[row] = mean_pitch_classes(continuations)
     unique = list(dict.fromkeys(o.name for o in chosen))
     by_name = {o.name: o for o in openings}

@@ -101,9 +101,11 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     """Whether exactly ``left`` more tokens can end on a complete note (so EOS may follow)."""
     if left == 0:
         return bool(grammar.allowed()[EOS])
+    # what the grammar allows depends on time only through how long each note still sounds, so
+    # states reached by different shifts share one entry when their sounding notes agree
     key = (
         grammar.pending, grammar.pitch if grammar.pending else None, tuple(grammar.run), grammar.last_pitch,
-        grammar.time, grammar.note_end.tobytes(), left,
+        grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), left,
     )
     if key in memo:
         return memo[key]
@@ -188,22 +190,26 @@ def sample(
     progress: Callable[[int], None] = lambda n: None,
     starts: list[int] | None = None,
     rows: list[int] | None = None,
+    spans: list[SampleSettings] | None = None,
 ) -> list[np.ndarray]:
     """Continue each primer (token arrays starting with BOS, without EOS); returns whole samples.
 
     ``rows`` number the samples for their generators (default 0, 1, ...), so a sample drawn in
-    a smaller group is the one it would be in the whole batch.
+    a smaller group is the one it would be in the whole batch. ``spans`` gives each sample its
+    own settings where their spans differ (``steps``, ``max_rest``: openings in other metres
+    or tempi), so all advance as one batch; by default every sample uses ``settings``.
     """
     from threadpoolctl import threadpool_limits
 
     # one BLAS thread: the products are small, and once TensorFlow has started its own threads,
     # BLAS workers fighting them over two cores made sampling 10-40 times slower
     with threadpool_limits(limits=1, user_api="blas"):
-        return _sample(stepper, vocab, primers, settings, progress, starts, rows)
+        return _sample(stepper, vocab, primers, spans or [settings] * len(primers), progress, starts, rows)
 
 
-def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[np.ndarray]:
+def _sample(stepper, vocab, primers, spans, progress, starts, rows) -> list[np.ndarray]:
     count = len(primers)
+    settings = spans[0]  # what all samples share: temperature, top-k, top-p, seed, tokens, cap, ceiling
     grammars = [Grammar(vocab) for _ in primers]
     for grammar, primer in zip(grammars, primers):
         for token in primer:
@@ -232,20 +238,24 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
     generated = 0
     # a span in steps always ends (each shift moves time on, and at most a chord's notes fit in
     # between), so it needs no token cap that could cut it short
-    limit = settings.tokens if settings.tokens is not None else math.inf if settings.steps is not None else settings.cap
-    while not all(done) and generated < limit:
+    limits = [span.tokens if span.tokens is not None else math.inf if span.steps is not None else span.cap for span in spans]
+    while True:
+        done = [d or generated >= limit for d, limit in zip(done, limits)]
+        if all(done):
+            break
         chosen = np.full(count, PAD)
         for i, grammar in enumerate(grammars):
             if done[i]:
                 continue
-            if settings.tokens is not None or generated + finishing_horizon(vocab) >= limit:
-                allowed = finishing_mask(grammar, limit - generated, vocab, memos[i])
+            span = spans[i]
+            if span.tokens is not None or generated + finishing_horizon(vocab) >= limits[i]:
+                allowed = finishing_mask(grammar, limits[i] - generated, vocab, memos[i])
             else:
                 allowed = grammar.allowed()
-            if settings.steps is not None:
+            if span.steps is not None:
                 allowed[EOS] = False  # only reaching the end closes a span
                 allowed[vocab.ids(Kind.SHIFT)] &= span_shifts(
-                    grammar, start_time[i], settings, new_notes=grammar.notes > primer_notes[i]
+                    grammar, start_time[i], span, new_notes=grammar.notes > primer_notes[i]
                 )
             if not allowed.any():
                 _close(samples[i], grammar)
@@ -255,9 +265,9 @@ def _sample(stepper, vocab, primers, settings, progress, starts, rows) -> list[n
             if token == EOS:
                 done[i] = True
                 continue
-            if settings.steps is not None and grammar.kinds[token] == Kind.SHIFT:
+            if span.steps is not None and grammar.kinds[token] == Kind.SHIFT:
                 value = grammar.grid[token - vocab.shift_offset]
-                if grammar.time + value - start_time[i] >= settings.steps:
+                if grammar.time + value - start_time[i] >= span.steps:
                     # the next onset would fall on or past the end: close on the last complete note
                     _close(samples[i], grammar)
                     done[i] = True
@@ -318,7 +328,6 @@ class Sampler:
     label: str  # e.g. "epoch-0150"
     vocab: Vocabulary
     stepper: object  # model.LSTMStepper
-    model: object  # the Keras model the stepper was made from (for likelihoods)
     config: object  # runs.RunConfig
     max_voices: int  # the run's voice ceiling (0: none recorded)
 
@@ -332,15 +341,16 @@ class Sampler:
 
 
 def load_sampler(run, epoch: str) -> Sampler:
-    """The checkpoint of ``epoch`` ('150', 'last') of a ``runs.Run``, resolved once, to a file."""
-    from composer.model import LSTMStepper, load_checkpoint
+    """The checkpoint of ``epoch`` ('150', 'last') of a ``runs.Run``, resolved once, to a file,
+    its weights read straight from the archive (no TensorFlow: start-up in a fraction of a second)."""
+    from composer.model import LSTMStepper, load_weights
 
     config = run.config()
     vocab = config.vocab()
     label, checkpoint = run.resolve(epoch)
-    model = load_checkpoint(checkpoint, len(vocab), config.model_config())
+    weights = load_weights(checkpoint, config.model_config())
     run.check_still_holds(label, checkpoint)
-    return Sampler(label, vocab, LSTMStepper(model), model, config, run_voice_ceiling(run, config))
+    return Sampler(label, vocab, LSTMStepper(weights), config, run_voice_ceiling(run, config))
 
 
 def run_voice_ceiling(run, config) -> int:
@@ -375,22 +385,22 @@ def continue_primers(
 ) -> list[np.ndarray]:
     """Sample a continuation of each primer (whole token arrays, primer included, EOS last).
 
-    Primers that need spans of different lengths (other metres or tempi) are sampled in
-    groups of equal length; sample i always uses the generator of (seed, i).
+    All primers advance as one batch, each with its own span (other metres or tempi give other
+    lengths); sample i always uses the generator of (seed, i), so it is the same in any batch.
     """
     check_settings(settings)
     spq = sampler.vocab.config.steps_per_quarter
     steps = [span_steps(p, sampler, bars, seconds) for p in primers]
     voices = sampler.max_voices if settings.max_voices is None else settings.max_voices
-    results: dict[int, np.ndarray] = {}
-    for length in sorted(set(steps), key=lambda s: -1 if s is None else s):
-        group = [i for i, s in enumerate(steps) if s == length]
-        bar = bar_quarters(primers[group[0]].time_signature or sampler.time_signature) * spq
-        group_settings = dataclasses.replace(settings, steps=length, max_voices=voices, max_rest=settings.max_rest or int(bar))
-        starts = [int(round(primers[i].end * spq)) for i in group]
-        samples = sample(sampler.stepper, sampler.vocab, [primers[i].tokens for i in group], group_settings, progress, starts, group)
-        results.update(zip(group, samples))
-    return [results[i] for i in range(len(primers))]
+    spans = [
+        dataclasses.replace(
+            settings, steps=length, max_voices=voices,
+            max_rest=settings.max_rest or int(bar_quarters(p.time_signature or sampler.time_signature) * spq),
+        )
+        for p, length in zip(primers, steps)
+    ]
+    starts = [int(round(p.end * spq)) for p in primers]
+    return sample(sampler.stepper, sampler.vocab, [p.tokens for p in primers], spans[0], progress, starts, spans=spans)
 
 
 def continuation(notes: list[Note], start: float, end: float | None = None) -> list[Note]:
@@ -416,6 +426,7 @@ class GenerateResult:
     seconds: float
     tokens_per_second: float
     scores: list[Path] = dataclasses.field(default_factory=list)  # MusicXML, with --musicxml
+    audio: list[Path] = dataclasses.field(default_factory=list)  # WAV, with --wav
 
 
 def check_generate_options(num: int, tokens: int | None, bars: float | None, seconds: float | None, primer_bars: float,
@@ -446,10 +457,12 @@ def generate(
     progress: Callable[[int], None] = lambda n: None,
     musicxml: bool = False,
     time_signature: str | None = None,
+    wav: bool = False,
     no_ceiling: bool = False,
 ) -> GenerateResult:
     """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
-    (and, with ``musicxml``, as two-staff scores for notation software beside them).
+    (and, with ``musicxml``, as two-staff scores for notation software beside them; with
+    ``wav``, as audio rendered as the comparison page renders its own, ``audio.render_wav``).
 
     The metre is ``time_signature`` when given, else the primer's, else the corpus's most
     common one (run.json): it sets the bars that ``bars`` counts and the files' time signature."""
@@ -483,6 +496,7 @@ def generate(
     folder = out or run.samples(sampler.label)
     paths: list[Path] = []
     scores: list[Path] = []
+    audio: list[Path] = []
     for i, tokens in enumerate(samples):
         name = f"{sampler.label}_{safe_stem(first.name)}_{settings.describe()}_{i + 1:02d}.mid"
         notes = decode_tokens(tokens, vocab)
@@ -494,5 +508,10 @@ def generate(
             scores.append(write_musicxml(
                 continuation(notes, 0.0, end), paths[-1].with_suffix(".musicxml"), None, first.time_signature, first.bpm, first.end or None
             ))
+        if wav:
+            from composer.audio import render_wav
+
+            # from the MIDI file itself: its end marker makes the audio last the asked span
+            audio.append(render_wav(paths[-1], paths[-1].with_suffix(".wav")).path)
     new_tokens = sum(len(s) - len(first.tokens) - 1 for s in samples)
-    return GenerateResult(paths, samples, elapsed, new_tokens / max(elapsed, 1e-9), scores)
+    return GenerateResult(paths, samples, elapsed, new_tokens / max(elapsed, 1e-9), scores, audio)

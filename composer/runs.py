@@ -364,6 +364,6 @@ def checkpoint_epoch(path: Path, planned: int | None = None) -> int | None:
         raise ComposerError(f"{path}: damaged {EPOCH_ENTRY} (over {EPOCH_ENTRY_BYTES} bytes)")
     try:
         value = json.loads(entry)["epoch"]
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:  # 4 kB of "[" nests too deep to parse
         raise ComposerError(f"{path}: damaged {EPOCH_ENTRY} ({type(error).__name__})") from None
     return checked_epoch(value, path, planned)

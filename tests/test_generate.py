@@ -28,7 +28,7 @@ from composer.generate import (
     primer_from_file,
     sample,
 )
-from composer.model import PRESETS, LSTMStepper, ModelConfig, build_model, load_checkpoint
+from composer.model import PRESETS, LSTMStepper, ModelConfig, StepperWeights, build_model, load_checkpoint, load_weights
 from composer.tokens import (
     BOS,
     EOS,
@@ -217,16 +217,24 @@ def broken_run(tmp_path_factory, vocab) -> Path:
 @pytest.fixture(scope="module")
 def peaked_stepper(vocab) -> LSTMStepper:
     """A stepper whose logits are well spread (clear argmax), for the greedy limits."""
-    return LSTMStepper(randomize(build_model(ModelConfig(len(vocab), **TINY)), seed=5))
+    return LSTMStepper(StepperWeights.from_keras(randomize(build_model(ModelConfig(len(vocab), **TINY)), seed=5)))
 
 
 # ---- the stateful step against the training graph -------------------------------------------------
 
 
 @pytest.mark.parametrize("preset", ["small", "full"])
-def test_stepper_reproduces_keras_logits(preset, vocab):
-    model = randomize(build_model(ModelConfig.preset(preset, len(vocab))), seed=11)
-    stepper = LSTMStepper(model)
+def test_stepper_reproduces_keras_logits(preset, vocab, tmp_path):
+    """The stepper made from the archive read with h5py (what generate and compare use) gives
+    the logits of the Keras model that saved it, and holds exactly the live model's weights."""
+    config = ModelConfig.preset(preset, len(vocab))
+    model = randomize(build_model(config), seed=11)
+    model.save(tmp_path / "model.keras")
+    weights = load_weights(tmp_path / "model.keras", config)
+    live = StepperWeights.from_keras(model)
+    for read, held in zip([weights.embedding, *sum(weights.cells, ()), *weights.dense], [live.embedding, *sum(live.cells, ()), *live.dense]):
+        assert read.dtype == np.float32 and np.array_equal(read, held)
+    stepper = LSTMStepper(weights)
     assert len(stepper.cells) == PRESETS[preset]["layers"] and stepper.units == PRESETS[preset]["units"]
     rng = np.random.default_rng(3)
     x = rng.integers(0, len(vocab), size=(3, 50)).astype("int32")
@@ -247,6 +255,19 @@ def test_stepper_reproduces_keras_logits(preset, vocab):
     for t in range(x.shape[1]):
         logits, state = stepper.step(x[1:2, t], state)
     np.testing.assert_allclose(logits[0], expected[1, -1], rtol=0, atol=1e-4)
+
+
+def test_stepper_likelihood_matches_training(vocab):
+    """compare's bits per note, now from the stepper, are the ones training computes with Keras."""
+    from composer.train import token_nll
+
+    model = randomize(build_model(ModelConfig(len(vocab), **TINY)), seed=4, scale=0.5)
+    rng = np.random.default_rng(8)
+    pieces = [np.concatenate([[BOS], rng.integers(3, len(vocab), n)]).astype(np.int32) for n in (5, 40, 130, 70)]
+    keras_total, keras_count = token_nll(model, pieces)
+    total, count = LSTMStepper(StepperWeights.from_keras(model)).nll(pieces, batch=3)
+    assert count == keras_count == sum(len(p) - 1 for p in pieces)
+    assert total == pytest.approx(keras_total, rel=1e-5)
 
 
 # ---- seeds ------------------------------------------------------------------------------------------
@@ -274,6 +295,37 @@ def test_sample_does_not_depend_on_batch_or_other_primers(vocab, peaked_stepper)
     assert np.array_equal(batch[0], alone[0])
     # sample 1 of the batch, with a short primer left-padded beside long ones, equals sample 1 of an all-short batch
     assert np.array_equal(batch[1], sample(peaked_stepper, vocab, [short, short], settings)[1])
+
+
+def test_primers_of_other_metres_sample_as_one_batch_and_as_alone(run_dir, vocab):
+    """continue_primers samples openings of different span lengths (here 4/4 at 96 bpm and 3/4 at
+    120) in one batch; each sample is the one its primer gives alone with the same generator."""
+    import dataclasses
+
+    from composer.generate import continue_primers, load_sampler
+    from composer.runs import Run
+
+    sampler = load_sampler(Run(run_dir), "1")
+    primers = [primer_from_file(CHORALES / f"{name}.mid", 1.0, vocab) for name in ("bwv190_7", "bwv11_6", "bwv190_7")]
+    settings = SampleSettings(seed=2)
+    calls = []
+    original = sampler.stepper.step
+
+    def counted(tokens, state):
+        calls.append(len(tokens))
+        return original(tokens, state)
+
+    sampler.stepper.step = counted
+    batch = continue_primers(sampler, primers, settings, bars=2)
+    assert set(calls) == {3}, "every step advances all three samples together"
+    sampler.stepper.step = original
+    spq = vocab.config.steps_per_quarter
+    for i, primer in enumerate(primers):
+        bar = bar_quarters(primer.time_signature) * spq
+        span = dataclasses.replace(settings, steps=int(2 * bar), max_voices=sampler.max_voices, max_rest=int(bar))
+        alone = sample(sampler.stepper, vocab, [primer.tokens], span, starts=[int(round(primer.end * spq))], rows=[i])
+        assert np.array_equal(batch[i], alone[0]), f"sample {i} differs from its primer sampled alone"
+    assert not np.array_equal(batch[0], batch[2]), "the same primer twice still gets two generators"
 
 
 # ---- every sample is valid music ----------------------------------------------------------------------
@@ -314,7 +366,7 @@ def test_short_bars_never_give_an_empty_sample(vocab):
     An untrained model draws one ~4 % of the time; the sample must still hold a note (and so be grammatical)
     rather than come out as BOS EOS, an empty MIDI file.
     """
-    stepper = LSTMStepper(untrained(vocab, seed=0))
+    stepper = LSTMStepper(StepperWeights.from_keras(untrained(vocab, seed=0)))
     steps = int(1 * bar_quarters("4/4") * vocab.config.steps_per_quarter)
     samples = sample(stepper, vocab, [np.array([BOS], np.int32)] * 128, SampleSettings(temperature=2.0, seed=0, steps=steps))
     empty = [i for i, s in enumerate(samples) if len(decode_tokens(s, vocab)) == 0]
@@ -357,6 +409,39 @@ def test_finishing_mask_keeps_lower_pitches_when_the_highest_cannot_finish(vocab
     assert mask.any(), "no token allowed with 4 tokens left, though a two-note chord fits"
     assert mask[vocab.pitch_token(60)]
     assert not mask[vocab.pitch_token(vocab.config.pitch_high)]
+
+
+# ---- audio ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("span,primer", [(["--bars", "2"], None), (["--seconds", "3"], "bwv10_7.mid")])
+def test_wav_beside_each_midi_lasts_the_span(run_dir, vocab, tmp_path, span, primer):
+    """--wav renders each MIDI file as compare renders its audio: the asked span (primer included)
+    and the tail every WAV has for releases, with sound in it."""
+    import wave
+
+    from composer.audio import TAIL_SECONDS
+
+    args = ["generate", run_dir, "--epoch", 1, "--num", 2, *span, "--wav", "--out", tmp_path]
+    if primer:
+        args += ["--primer", CHORALES / primer]
+    paths = written_paths(invoke(*args))
+    midis, wavs = [p for p in paths if p.suffix == ".mid"], [p for p in paths if p.suffix == ".wav"]
+    assert [p.with_suffix(".wav") for p in midis] == wavs and len(wavs) == 2
+    if primer:
+        opening = primer_from_file(CHORALES / primer, 2.0, vocab)
+        seconds = opening.end * 60 / opening.bpm + 3
+    else:
+        seconds = 2 * bar_quarters("4/4") * 60 / RUN_BPM
+    for path in wavs:
+        with wave.open(str(path)) as audio:
+            rate = audio.getframerate()
+            assert audio.getnframes() == round((seconds + TAIL_SECONDS) * rate), (audio.getnframes() / rate, seconds)
+            samples = np.frombuffer(audio.readframes(audio.getnframes()), "<i2").astype(float)
+        heard = samples[: round(seconds * rate)]
+        assert np.sqrt(np.mean(heard**2)) > 300, "the span is silent"
+        # sound across the span, not only at its start
+        assert all(np.abs(part).max() > 100 for part in np.array_split(heard, 4))
 
 
 # ---- primers -----------------------------------------------------------------------------------------
