@@ -128,7 +128,8 @@ def whole_commands(args) -> None:
 
 def load(args):
     """(model, vocabulary, description), built or loaded before any timing."""
-    from composer.model import ModelConfig, build_model, load_checkpoint
+    from composer.config import ModelConfig
+    from composer.model import build_model, load_checkpoint
     from composer.tokens import Vocabulary
 
     if args.run is None:

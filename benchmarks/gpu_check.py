@@ -64,8 +64,9 @@ def train_row(corpus, preset: str, batch: int, mixed: bool, args, steps: int) ->
     import keras
     import tensorflow as tf
 
-    from composer.model import ModelConfig, build_model
-    from composer.train import TrainConfig, compile_model, train_step
+    from composer.config import ModelConfig, TrainConfig
+    from composer.model import build_model
+    from composer.train import compile_model, train_step
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     try:
@@ -103,7 +104,8 @@ def sample_rows(corpus, args) -> list[dict]:
     from generate_speed import NoEOS
 
     from composer.generate import SampleSettings, sample
-    from composer.model import LSTMStepper, ModelConfig, StepperWeights, build_model
+    from composer.config import ModelConfig
+    from composer.model import LSTMStepper, StepperWeights, build_model
     from composer.tokens import BOS, EOS
 
     rows = []

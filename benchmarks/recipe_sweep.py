@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))  # usable from a checkout without installing
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # The starting point of the sweep (the small preset's model, 2 x 256, with this recipe); the
-# preset's recipe in train.RECIPES is what the sweep chose, so it must not move the sweep's base.
+# preset's recipe in config.RECIPES is what the sweep chose, so it must not move the sweep's base.
 BASE_RECIPE = {"window": 128, "batch": 32, "learning_rate": 2e-3, "warmup_epochs": 2, "decay": "cosine", "clip_norm": 1.0}
 # frozen: the sweeps' base model, whatever the small preset's regularizers become
 BASE_MODEL = {"embedding": 128, "units": 256, "layers": 2, "dropout": 0.2, "input_dropout": 0.0, "embedding_dropout": 0.0}
@@ -72,7 +72,7 @@ CANDIDATES: dict[str, tuple[dict, dict]] = {
     "w256-b16": ({}, {"window": 256, "batch": 16}),
 }
 # The second sweep, on top of the small preset's recipe as the first sweep left it (frozen here,
-# so a later change of train.RECIPES does not move this sweep's base).
+# so a later change of config.RECIPES does not move this sweep's base).
 SMALL_RECIPE = {"window": 64, "batch": 32, "learning_rate": 4e-3, "warmup_epochs": 2, "decay": "cosine", "clip_norm": 1.0}
 REGULARIZERS: dict[str, tuple[dict, dict]] = {
     "small": ({}, {}),
@@ -123,7 +123,8 @@ def corpus_dir(args: argparse.Namespace) -> Path:
 def train_one(name: str, args: argparse.Namespace) -> dict:
     """Train candidate ``name`` (resuming if it was stopped) and return its CSV row."""
     from composer.runs import Run
-    from composer.train import TrainConfig, train_run
+    from composer.config import TrainConfig
+    from composer.train import train_run
 
     candidates, base = (REGULARIZERS, SMALL_RECIPE) if args.regularization else (CANDIDATES, BASE_RECIPE)
     model_overrides, recipe = candidates[name]

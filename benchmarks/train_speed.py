@@ -104,8 +104,9 @@ def measure(preset: str, corpus, args) -> dict:
     import keras
 
     from composer.dataset import training_windows
-    from composer.model import ModelConfig, build_model
-    from composer.train import TrainConfig, compile_model, token_nll, train_step
+    from composer.config import ModelConfig, TrainConfig
+    from composer.model import build_model
+    from composer.train import compile_model, token_nll, train_step
 
     vocab = corpus.vocab
     train, validation = corpus.split("train"), corpus.split("validation")

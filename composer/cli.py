@@ -180,7 +180,8 @@ def train(
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on GPUs"),
 ) -> None:
     """Train the stacked LSTM, keeping checkpoints at the epochs you name."""
-    from composer.train import TrainConfig, train_run
+    from composer.config import TrainConfig
+    from composer.train import train_run
 
     recipe = {"window": window, "batch": batch, "learning_rate": learning_rate, "warmup_epochs": warmup_epochs,
               "decay": decay, "transpose": transpose, "seed": seed, "weight_decay": weight_decay}

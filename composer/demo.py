@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from composer.compare import CompareSettings, compare
-from composer.train import TrainConfig, train_run
+from composer.config import TrainConfig
+from composer.train import train_run
 
 BUNDLED = Path("midi_data/bach_chorales")
 REFERENCE = Path("outputs/bach-small-reference")

@@ -15,47 +15,13 @@ token is a few small matrix products; tests check that it reproduces the Keras l
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from composer import ComposerError
-from composer.config import within
-
-# Sizes and regularizers per preset. The small one's regularizers come from the 150-epoch runs of
-# the regularization sweep (README, "Regularization"): 0.2 alone over-fitted (a gap of 1.07 bits
-# between eval-mode training and validation), 0.5 / 0.2 / 0.1 under-fitted; 0.35 / 0.1 / 0.05 won.
-PRESETS: dict[str, dict[str, float]] = {
-    "small": {"embedding": 128, "units": 256, "layers": 2, "dropout": 0.35, "input_dropout": 0.1, "embedding_dropout": 0.05},
-    "full": {"embedding": 256, "units": 512, "layers": 3},  # the size of the classic references; untested here
-}
-SIZES = ("embedding", "units", "layers")  # what names a preset in runs that predate recording it
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = field(metadata=within(4, 100_000))
-    embedding: int = field(default=128, metadata=within(1, 8192))
-    units: int = field(default=256, metadata=within(1, 8192))
-    layers: int = field(default=2, metadata=within(1, 16))
-    dropout: float = field(default=0.2, metadata=within(0, 0.95))  # between layers and before the logits
-    # each LSTM's ``dropout=``: its input, one mask for the whole window
-    input_dropout: float = field(default=0.0, metadata=within(0, 0.95))
-    # whole token vectors dropped (the model must guess from context)
-    embedding_dropout: float = field(default=0.0, metadata=within(0, 0.95))
-    mixed_precision: bool = False
-
-    @staticmethod
-    def preset(name: str, vocab_size: int, **overrides) -> "ModelConfig":
-        if name not in PRESETS:
-            raise ComposerError(f"unknown preset {name!r} (choose {', '.join(PRESETS)})")
-        values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-        return ModelConfig(vocab_size=vocab_size, **values)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from composer.config import ModelConfig
 
 def build_model(config: ModelConfig):
     """The training graph: token ids (batch, time) → logits (batch, time, vocab)."""

@@ -25,11 +25,11 @@ import json
 import math
 import re
 import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from composer import ComposerError
-from composer.config import dataclass_problem, describe, metre_problem, within
+from composer.config import ModelConfig, TrainConfig, dataclass_problem, describe, metre_problem, within
 
 HISTORY_FIELDS = ["epoch", "loss", "val_loss", "val_bits_per_note", "seconds"]
 EPOCH_ENTRY = "composer.json"  # inside a .keras archive: the epoch its weights hold
@@ -83,12 +83,10 @@ class RunConfig:
         return Vocabulary.from_dict(self.vocabulary)
 
     def model_config(self):
-        from composer.model import ModelConfig
 
         return ModelConfig(**self.model)
 
     def train_config(self):
-        from composer.train import TrainConfig
 
         return TrainConfig.from_dict(self.train)
 
@@ -100,9 +98,7 @@ def run_json_problem(values) -> str | None:
     """The first field of a run.json that cannot be what it says, as "field: why" (None when all
     can): every section and field checked for type and range, the vocabulary against its own
     configuration and the model's size, the schedule for order, before anything is built."""
-    from composer.model import ModelConfig
     from composer.tokens import TokenizerConfig, Vocabulary
-    from composer.train import TrainConfig
 
     if not isinstance(values, dict):
         return f"{describe(values)} is not an object"

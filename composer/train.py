@@ -25,97 +25,11 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.config import choices, within
+from composer.config import DECAYS, PRESETS, SIZES, STRATEGIES, ModelConfig, TrainConfig
 from composer.storage import atomic_path, write_text
-from composer.model import ModelConfig, build_model, load_checkpoint
+from composer.model import build_model, load_checkpoint
 from composer.runs import HISTORY_FIELDS, Run
 from composer.tokens import Vocabulary
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-# The training recipe of each preset, found by benchmarks/recipe_sweep.py on the bundled
-# chorales (its table is in the README). Model sizes live in model.PRESETS.
-RECIPES: dict[str, dict] = {
-    # 4x the updates per epoch of the 256 x 32 windows it replaces, at twice the learning rate
-    "small": {"window": 64, "batch": 32, "learning_rate": 4e-3, "warmup_epochs": 2, "decay": "cosine"},
-    # untested by the sweep (a GPU preset): the larger model gets the small one's window and a
-    # more usual Adam rate for its size, and batches twice as large, which a GPU runs for free
-    "full": {"window": 64, "batch": 64, "learning_rate": 2e-3, "warmup_epochs": 2, "decay": "cosine"},
-}
-DECAYS = ("cosine", "constant")
-MOST_EPOCHS = 1_000_000
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; the defaults are those of runs made before recipes
-    (constant learning rate), so an old run.json still loads and resumes as it trained."""
-
-    epochs: int = field(default=150, metadata=within(1, MOST_EPOCHS))
-    save_at: tuple[int, ...] = field(default=(100, 150), metadata=within(1, MOST_EPOCHS))
-    save_every: int = field(default=0, metadata=within(0, MOST_EPOCHS))
-    window: int = field(default=256, metadata=within(1, 1_000_000))
-    batch: int = field(default=32, metadata=within(1, 1_000_000))
-    learning_rate: float = field(default=1e-3, metadata=within(1e-12, 10))  # the peak, after warm-up
-    warmup_epochs: int = field(default=0, metadata=within(0, MOST_EPOCHS))
-    decay: str = field(default="constant", metadata=choices(*DECAYS))
-    # the learning rate at the last epoch, as a share of the peak
-    final_lr_fraction: float = field(default=0.05, metadata=within(0, 1))
-    clip_norm: float = field(default=1.0, metadata=within(1e-12, 1e9))
-    # decoupled (AdamW) when above 0; biases are not decayed
-    weight_decay: float = field(default=0.0, metadata=within(0, 1))
-    transpose: int = field(default=5, metadata=within(0, 24))
-    seed: int = field(default=0, metadata=within(0, 2**32 - 1))
-    strategy: str = field(default="default", metadata=choices(*STRATEGIES))
-    # (first epoch - 1, last epoch) of each stretch the schedule was planned for: one entry for a
-    # run trained in one go, one more for each --resume that changed --epochs
-    schedule: tuple[tuple[int, int], ...] = field(default=(), metadata=within(0, MOST_EPOCHS))
-
-    @staticmethod
-    def preset(name: str, **overrides) -> "TrainConfig":
-        if name not in RECIPES:
-            raise ComposerError(f"unknown preset {name!r} (choose {', '.join(RECIPES)})")
-        return TrainConfig(**{**RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}})
-
-    @staticmethod
-    def from_dict(values: dict) -> "TrainConfig":
-        known = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
-        config = TrainConfig(**known)
-        config.save_at = tuple(config.save_at)
-        config.schedule = tuple(tuple(stretch) for stretch in config.schedule)
-        return config
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["save_at"] = list(self.save_at)
-        values["schedule"] = [list(stretch) for stretch in self.planned()]
-        return values
-
-    def schedule_problem(self) -> str | None:
-        """Why the stretches cannot be a plan (None when they can): the first starts at 0, each
-        ends after it starts, and each later one starts within the one before (a resume)."""
-        previous = (0, 0)
-        for index, (start, end) in enumerate(self.schedule):
-            if not (previous[0] <= start <= previous[1] and start < end) or (index == 0 and start != 0):
-                return f"stretch {index + 1} ({start}, {end}) does not follow the one before"
-            previous = (start, end)
-        return None
-
-    def planned(self) -> tuple[tuple[int, int], ...]:
-        return self.schedule or ((0, self.epochs),)
-
-    def extended_to(self, epochs: int, done: int) -> "TrainConfig":
-        """This run continued after epoch ``done`` up to ``epochs``: a new stretch of the
-        schedule starts where the learning rate is now, so the run ends at its low point again."""
-        plan = self.planned()
-        if epochs != plan[-1][1]:
-            plan = plan + ((done, epochs),)
-        return replace(self, epochs=epochs, schedule=plan)
-
-    def keeps(self, epoch: int) -> bool:
-        return epoch in self.save_at or (self.save_every > 0 and epoch % self.save_every == 0)
-
 
 def learning_rate(epoch: int, config: TrainConfig) -> float:
     """The learning rate of epoch ``epoch`` (1-based): a pure function of the epoch and the config.
@@ -898,7 +812,6 @@ def refuse_changes(previous, given: dict, preset: str | None) -> None:
 
 
 def _matching_preset(model: dict) -> str:
-    from composer.model import PRESETS, SIZES
 
     for name, settings in PRESETS.items():
         if all(model.get(k) == settings[k] for k in SIZES):

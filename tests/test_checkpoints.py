@@ -17,7 +17,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from composer.model import JSON_MEMBER_BYTES, ModelConfig, build_model, weights_cap
+from composer.config import ModelConfig
+from composer.model import JSON_MEMBER_BYTES, build_model, weights_cap
 from test_generate import TINY, invoke, make_run, one_line_error, untrained
 
 REPO = Path(__file__).resolve().parents[1]

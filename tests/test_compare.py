@@ -23,7 +23,8 @@ from composer.report import format_value
 from composer.runs import Run
 from composer.tokens import Vocabulary, encode_notes
 from composer.storage import safe_stem
-from composer.train import TrainConfig, train_run
+from composer.config import TrainConfig
+from composer.train import train_run
 from test_report import ALL_MEDIA_READY, MEDIA_STATE, check_media, check_the_view_toggle, chromium_driver, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,7 +310,8 @@ def test_compare_never_deletes_what_it_did_not_write(tiny_run, tmp_path):
 def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
     """The shipped run: each checkpoint loads on its own, is the architecture run.json records, and
     its page takes the validation bits of exactly those epochs from the run's history."""
-    from composer.model import ModelConfig, load_checkpoint
+    from composer.config import ModelConfig
+    from composer.model import load_checkpoint
 
     monkeypatch.chdir(ROOT)  # run.json names its source corpus relative to the repository
     run = Run(REFERENCE)

@@ -28,7 +28,8 @@ from composer.generate import (
     primer_from_file,
     sample,
 )
-from composer.model import PRESETS, LSTMStepper, ModelConfig, StepperWeights, build_model, load_checkpoint, load_weights
+from composer.config import PRESETS, ModelConfig
+from composer.model import LSTMStepper, StepperWeights, build_model, load_checkpoint, load_weights
 from composer.tokens import (
     BOS,
     EOS,
@@ -77,7 +78,7 @@ def untrained(vocab: Vocabulary, seed: int = 0, **sizes):
 
 def make_run(root: Path, vocab: Vocabulary, model, epoch: int = 1) -> Path:
     """A run directory as train_run leaves it after `epoch` epochs, without training."""
-    from composer.train import TrainConfig
+    from composer.config import TrainConfig
 
     checkpoints = root / "checkpoints"
     checkpoints.mkdir(parents=True)

@@ -163,7 +163,8 @@ def test_the_epoch_is_recorded_with_the_weights(tmp_path, run):
 
 
 def test_info_checks_every_checkpoint_file(tmp_path, run):
-    from composer.model import ModelConfig, build_model
+    from composer.config import ModelConfig
+    from composer.model import build_model
 
     again = copy_run(run, tmp_path / "again")
     first = again / "checkpoints" / "epoch-0001.keras"
@@ -181,7 +182,8 @@ def test_info_checks_every_checkpoint_file(tmp_path, run):
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path, run):
     import keras
 
-    from composer.model import ModelConfig, build_model
+    from composer.config import ModelConfig
+    from composer.model import build_model
 
     again = copy_run(run, tmp_path / "again")
     build_model(ModelConfig(147, embedding=8, units=32, layers=2)).save(again / "checkpoints" / "epoch-0001.keras")

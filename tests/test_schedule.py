@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import composer.train
-from composer.train import RECIPES, TrainConfig, learning_rate
+from composer.config import RECIPES, TrainConfig
+from composer.train import learning_rate
 
 from train_fixtures import TINY, history, invoke, make_corpus, train_cli
 

@@ -312,7 +312,8 @@ def test_info_on_something_else_is_a_one_line_error(tmp_path):
 def test_presets_keep_the_cudnn_conditions(preset):
     import keras
 
-    from composer.model import PRESETS, ModelConfig, build_model, cudnn_compatible
+    from composer.config import PRESETS, ModelConfig
+    from composer.model import build_model, cudnn_compatible
 
     model = build_model(ModelConfig.preset(preset, vocab_size=147))
     layers = model.layers[1:]  # after the input
@@ -482,9 +483,11 @@ def test_hello_the_lecture_example(tmp_path):
     "hell" o -- the same input letter, two answers, so the second needs the LSTM's memory."""
     import keras
 
-    from composer.model import ModelConfig, build_model
+    from composer.config import ModelConfig
+    from composer.model import build_model
     from composer.tokens import BOS, EOS
-    from composer.train import TrainConfig, compile_model, fit
+    from composer.config import TrainConfig
+    from composer.train import compile_model, fit
 
     ids = {"h": 3, "e": 4, "l": 5, "o": 6}  # after PAD, BOS, EOS
     letters = {v: k for k, v in ids.items()}
@@ -611,7 +614,7 @@ def test_regularizers_land_in_run_json_resume_exactly_and_keep_cudnn(tmp_path, c
 
 
 def test_small_preset_carries_the_swept_regularizers_and_old_runs_still_match_it():
-    from composer.model import ModelConfig
+    from composer.config import ModelConfig
     from composer.train import _matching_preset
 
     small = ModelConfig.preset("small", vocab_size=147)
