@@ -61,19 +61,6 @@ class PieceStatistics:
     mean_ioi: float
 
 
-SCALAR_STATISTICS = (
-    "notes",
-    "pitch_range",
-    "pitch_count",
-    "pitch_count_per_bar",
-    "mean_pitch",
-    "polyphony",
-    "scale_consistency",
-    "empty_beat_rate",
-    "mean_ioi",
-)
-
-
 def piece_statistics(notes: list[Note], beats_per_bar: int = 4) -> PieceStatistics:
     """Musical statistics of one piece (see ``PieceStatistics``); bars are ``beats_per_bar`` quarters."""
     if not notes:
@@ -295,7 +282,6 @@ _CHORD_SHAPES = [(0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8), (0, 4, 7, 10), (0, 
 _CHORD_SETS = np.array(
     sorted({sum(1 << ((root + i) % 12) for i in shape) for shape in _CHORD_SHAPES for root in range(12)}), dtype=np.int64
 )
-SCORE_MEASURES = ("parallel_fifths_per_100", "parallel_octaves_per_100", "crossing_share", "out_of_range_share")
 
 
 def sounding(notes: list[Note]) -> tuple[np.ndarray, np.ndarray]:
