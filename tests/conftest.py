@@ -5,11 +5,32 @@ from __future__ import annotations
 import random
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import pytest
 
 CHORALES = Path(__file__).resolve().parent.parent / "midi_data" / "bach_chorales"
+
+# Test modules that train or build Keras models. Every other module is the fast tier
+# (`pytest -m "not slow and not tensorflow"`), which checks at its end that it really ran
+# without importing TensorFlow, so a module missing from this list cannot hide there.
+NEEDS_TENSORFLOW = {
+    "test_checkpoints", "test_compare", "test_ctrl_c", "test_generate", "test_interrupt", "test_multiworker",
+    "test_run_safety", "test_schedule", "test_tampered", "test_train",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in NEEDS_TENSORFLOW:
+            item.add_marker(pytest.mark.tensorflow)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if "not tensorflow" in (session.config.option.markexpr or "") and "tensorflow" in sys.modules:
+        session.config.get_terminal_writer().line("error: the fast tier imported TensorFlow; add the module to NEEDS_TENSORFLOW", red=True)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
