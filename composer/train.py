@@ -362,7 +362,8 @@ def clipped_global_gradients(optimizer, grads, replicas: int):
     scale = getattr(optimizer, "dynamic_scale", None)  # a LossScaleOptimizer's gradients are scaled
     if scale is not None:
         total = [g / tf.cast(scale, g.dtype) for g in total]
-    total = optimizer._clip_gradients(total)
+    if optimizer.clipnorm:  # each gradient by its own norm, as Keras's ``clipnorm`` does
+        total = [tf.clip_by_norm(g, optimizer.clipnorm) for g in total]
     if scale is not None:
         total = [g * tf.cast(scale, g.dtype) for g in total]
     return [g / replicas for g in total]
