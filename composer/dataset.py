@@ -160,10 +160,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "composer"
 
 
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def music_file_hash(path: Path, max_bytes: int) -> str:
     """Content hash of a music file; its size is checked (os.fstat) before a byte is read, so a
     huge or special file (FIFO, folder) is an UnusableFile, not a long read or a hang."""
