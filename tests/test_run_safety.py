@@ -24,7 +24,7 @@ import pytest
 import composer.train
 from composer.runs import Run
 
-from train_fixtures import TINY, copy_run, error_lines, history, invoke, losses, make_corpus, probe_tokens, train_cli, logits
+from train_fixtures import CHORALES, TINY, copy_run, error_lines, history, invoke, losses, make_corpus, probe_tokens, train_cli, logits
 
 PYTHON = Path(sys.executable)
 COMPOSER = PYTHON.parent / "composer"
@@ -98,23 +98,31 @@ def test_resume_refuses_another_corpus_of_the_same_vocabulary(tmp_path, run):
 # ---- a second process, a full disk, leftovers ----------------------------------------------------------
 
 
-def test_a_second_trainer_into_the_same_run_is_refused_naming_the_holder(tmp_path, run, corpus):
+def test_a_second_trainer_into_the_same_run_is_refused_naming_the_holder(tmp_path, run):
+    """Valid commands, refused only because another process holds the run's lock: the message
+    names that process, and the same train command succeeds once the holder is gone."""
     again = copy_run(run, tmp_path / "again")
     holder = subprocess.Popen(
         [str(PYTHON), "-c", "import sys, time\nfrom composer.storage import FolderLock\n"
          f"with FolderLock({str(again)!r}, 'training'):\n    print('held', flush=True)\n    time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )
+    files = sorted(p.relative_to(again) for p in again.rglob("*"))
     try:
         assert holder.stdout.readline().strip() == "held"
         result = invoke("train", "--out", again, "--resume", "--epochs", "3")
         one_error(result, f"process {holder.pid}", "training already in progress")
         assert len(history(again)) == 2
-        tokenize = invoke("tokenize", *sorted(Path(corpus).parent.glob("x")), "--out", again)  # no sources: its own error
-        assert tokenize.exit_code != 0
+        # another command writing into the held folder: a valid tokenize, refused by the same lock
+        # (FolderLock names the refused command's activity, "tokenizing", not the holder's)
+        tokenize = invoke("tokenize", sorted(CHORALES.glob("*.mid"))[0], "--out", again, "--no-cache")
+        one_error(tokenize, f"{again}: tokenizing already in progress by process {holder.pid}")
+        assert sorted(p.relative_to(again) for p in again.rglob("*")) == files
     finally:
         holder.kill()
         holder.wait()
+    assert invoke("train", "--out", again, "--resume", "--epochs", "3").exit_code == 0
+    assert len(history(again)) == 3
 
 
 def test_disk_full_during_training_is_one_line_and_resumable(tmp_path, corpus, monkeypatch):
