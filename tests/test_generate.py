@@ -8,8 +8,6 @@ since it spreads probability over every token the grammar allows.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,7 +40,6 @@ from composer.tokens import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-PYTHON = Path(sys.executable)
 CHORALES = REPO / "midi_data" / "bach_chorales"
 RUN_BPM = 100.0  # the run's median tempo; the chorales used as primers are at 96 and 120
 TINY = {"embedding": 16, "units": 32, "layers": 2}  # where the preset is not the point
@@ -544,26 +541,12 @@ def test_generate_does_not_change_its_default_settings(run_dir, tmp_path):
 # ---- a fast --help ----------------------------------------------------------------------------------------
 
 
-HELP_PROBE = (
-    "import sys, time; t = time.perf_counter(); import composer.cli; from typer.testing import CliRunner; "
-    "r = CliRunner().invoke(composer.cli.app, sys.argv[1:]); assert r.exit_code == 0, r.output; "
-    "heavy = [m for m in ('tensorflow', 'keras', 'music21', 'pretty_midi', 'matplotlib') if m in sys.modules]; "
-    "print(heavy, time.perf_counter() - t)"
-)
-
-
-@pytest.mark.parametrize("args", [["--help"], ["generate", "--help"]])
-def test_help_imports_no_heavy_library(args):
-    probe = subprocess.run([PYTHON, "-c", HELP_PROBE, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert probe.returncode == 0, probe.stderr
-    heavy, _ = probe.stdout.strip().rsplit(" ", 1)
-    assert heavy == "[]", f"`composer {' '.join(args)}` imports {heavy}"
-    # the installed entry point answers (start-up is judged by the imports above, not a clock)
-    done = subprocess.run([PYTHON.parent / "composer", *args], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert done.returncode == 0 and "Usage" in done.stdout
-    if args[0] == "generate":
-        for option in ("--epoch", "--tokens", "--bars", "--temperature", "--top-k", "--top-p", "--primer", "--seed", "--max-voices", "--musicxml"):
-            assert option in done.stdout
+def test_generate_help_lists_its_options():
+    """What --help shows (its imports: tests/test_startup.py)."""
+    result = CliRunner().invoke(app, ["generate", "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+    for option in ("--epoch", "--tokens", "--bars", "--temperature", "--top-k", "--top-p", "--primer", "--seed", "--max-voices", "--musicxml"):
+        assert option in result.output
 
 
 # ---- safe loading -------------------------------------------------------------------------------------------
