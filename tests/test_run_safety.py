@@ -58,6 +58,7 @@ def one_error(result, *fragments: str) -> str:
 # ---- resume takes the run's settings and refuses others -------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_resume_needs_nothing_but_the_run(tmp_path, run):
     again = copy_run(run, tmp_path / "again")
     result = invoke("train", "--out", again, "--resume", "--epochs", "3", "--save-at", "3")
@@ -67,6 +68,7 @@ def test_resume_needs_nothing_but_the_run(tmp_path, run):
     assert settings["model"]["units"] == 16 and settings["train"]["window"] == 32  # TINY, from run.json
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize(
     "options,named",
     [
@@ -84,6 +86,7 @@ def test_resume_refuses_other_settings_naming_each(tmp_path, run, options, named
     assert (again / "run.json").read_text() == before and len(history(again)) == 2
 
 
+@pytest.mark.tensorflow
 def test_resume_refuses_another_corpus_of_the_same_vocabulary(tmp_path, run):
     other = make_corpus(tmp_path / "other", count=10, first=30)  # other chorales, same tokenizer
     again = copy_run(run, tmp_path / "again")
@@ -98,6 +101,7 @@ def test_resume_refuses_another_corpus_of_the_same_vocabulary(tmp_path, run):
 # ---- a second process, a full disk, leftovers ----------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_a_second_trainer_into_the_same_run_is_refused_naming_the_holder(tmp_path, run):
     """Valid commands, refused only because another process holds the run's lock: the message
     names that process, and the same train command succeeds once the holder is gone."""
@@ -125,6 +129,7 @@ def test_a_second_trainer_into_the_same_run_is_refused_naming_the_holder(tmp_pat
     assert len(history(again)) == 3
 
 
+@pytest.mark.tensorflow
 def test_disk_full_during_training_is_one_line_and_resumable(tmp_path, corpus, monkeypatch):
     run_dir = tmp_path / "full"
     real_save = composer.train.save_model
@@ -146,6 +151,7 @@ def test_disk_full_during_training_is_one_line_and_resumable(tmp_path, corpus, m
     assert [row["epoch"] for row in history(run_dir)] == [1, 2, 3]
 
 
+@pytest.mark.tensorflow
 def test_resume_removes_what_a_killed_writer_left(tmp_path, run):
     again = copy_run(run, tmp_path / "again")
     leftovers = [again / "checkpoints" / ".last.keras.0123456789ab.tmp.keras", again / ".history.csv.ba9876543210.tmp.csv"]
@@ -155,6 +161,7 @@ def test_resume_removes_what_a_killed_writer_left(tmp_path, run):
     assert not any(path.exists() for path in leftovers)
 
 
+@pytest.mark.tensorflow
 def test_the_epoch_is_recorded_with_the_weights(tmp_path, run):
     """A kill after last.keras was replaced but before last.json: the archive still says which epoch."""
     again = copy_run(run, tmp_path / "again")
@@ -170,6 +177,7 @@ def test_the_epoch_is_recorded_with_the_weights(tmp_path, run):
 # ---- bad checkpoints and --out ---------------------------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_info_checks_every_checkpoint_file(tmp_path, run):
     from composer.model import ModelConfig, build_model
 
@@ -186,6 +194,7 @@ def test_info_checks_every_checkpoint_file(tmp_path, run):
     assert "2 checkpoint files damaged" in lines[-1]
 
 
+@pytest.mark.tensorflow
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path, run):
     import keras
 
@@ -202,6 +211,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(tmp_path, run):
     one_error(invoke("generate", again, "--epoch", "2", "--tokens", "10"), "layer 'lstm_0' is a GRU, not an LSTM")
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize("command", ["tokenize", "train", "generate", "compare"])
 def test_out_pointing_to_a_file_is_one_line(tmp_path, run, corpus, command):
     target = tmp_path / "a-file"
@@ -219,6 +229,7 @@ def test_out_pointing_to_a_file_is_one_line(tmp_path, run, corpus, command):
 # ---- kill -9 at random moments ------------------------------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize("wanted", [3, pytest.param(10, marks=pytest.mark.slow)])
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, corpus, wanted):
     """SIGKILLs at random moments of a tiny 40-epoch run (anywhere: inside an epoch, while writing
@@ -312,6 +323,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.tensorflow
 def test_two_compares_at_once_give_two_correct_pages(tmp_path, run):
     """Same run, same second: two pages (STAMP and STAMP-2), each holding exactly the files its own
     process wrote, with its own settings; what killed compares left behind is removed."""
@@ -378,6 +390,7 @@ def test_train_refuses_a_folder_of_someone_elses_untouched(tmp_path, corpus):
     assert tree(mine) == before and sorted(p.name for p in mine.iterdir()) == ["baseline.json", "history.csv", "run.json"], "not even a lock file"
 
 
+@pytest.mark.tensorflow
 def test_train_takes_up_a_run_it_started_itself(tmp_path, run, corpus):
     """A run killed before its first epoch (its lock and yardstick there, no run.json yet) is trained
     afresh; a run with its run.json is handled as before (resumable, or refused without --resume)."""
@@ -402,6 +415,7 @@ def rewrite_epoch_entry(archive_path: Path, entry: bytes | None) -> None:
             archive.writestr("composer.json", entry)
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize(
     "damage,named",
     [
@@ -509,6 +523,7 @@ def kept_only(run: Path, dest: Path, *epochs: int) -> Path:
     return again
 
 
+@pytest.mark.tensorflow
 def test_epoch_labels_resolve_in_every_state(tmp_path, run):
     from composer import ComposerError
 
@@ -533,6 +548,7 @@ def test_epoch_labels_resolve_in_every_state(tmp_path, run):
     assert pinned.resolve("2") == ("epoch-0002", stopped / "checkpoints" / "last.keras")
 
 
+@pytest.mark.tensorflow
 def test_compare_and_generate_take_the_last_epoch_when_it_was_not_kept(tmp_path, run):
     """The normal state after a resume or Ctrl-C: compare --epochs last sampled the first epoch,
     then failed with 'no checkpoint for epoch 2'."""
@@ -548,6 +564,7 @@ def test_compare_and_generate_take_the_last_epoch_when_it_was_not_kept(tmp_path,
         assert "epoch-0002" in result.output
 
 
+@pytest.mark.tensorflow
 def test_a_short_run_keeps_its_last_epoch_and_says_so(tmp_path, corpus):
     short = tmp_path / "short"
     result = train_cli(corpus, short, "--epochs", "2")  # the default --save-at 100,150 is never reached

@@ -89,6 +89,7 @@ def test_presets_differ_only_where_the_recipe_says():
         TrainConfig.preset("huge")
 
 
+@pytest.mark.tensorflow
 def test_recipe_lands_in_run_json_and_resume_after_an_interruption_is_exact(tmp_path, corpus, monkeypatch):
     """An interrupted cosine run resumed equals the uninterrupted run, epoch for epoch; then both,
     extended to more epochs, stay equal and record the added stretch of the schedule."""
