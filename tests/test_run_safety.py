@@ -229,45 +229,72 @@ def test_out_pointing_to_a_file_is_one_line(tmp_path, run, corpus, command):
 # ---- kill -9 at random moments ------------------------------------------------------------------------------
 
 
+def epochs_written(run: Path) -> int:
+    """Rows of history.csv (written atomically: never half a file), 0 before the first."""
+    try:
+        return max(0, len((run / "history.csv").read_text().splitlines()) - 1)
+    except FileNotFoundError:
+        return 0
+
+
 @pytest.mark.tensorflow
 @pytest.mark.parametrize("wanted", [3, pytest.param(10, marks=pytest.mark.slow)])
-def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, corpus, wanted):
-    """SIGKILLs at random moments of a tiny 40-epoch run (anywhere: inside an epoch, while writing
-    history or a checkpoint), each followed by a resume: the same losses and the same final
-    weights as the run that was never interrupted. Ten kills with -m slow (about 100 s)."""
-    # tiny epochs take a fraction of a second: 40 of them keep the run alive across all the kills
-    common = [*TINY, "--epochs", "40", "--save-at", "20,40"]
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, wanted):
+    """SIGKILLs at random moments of a tiny run (anywhere in an epoch: training, writing history
+    or a checkpoint), each followed by a resume: the same losses and the same final weights as
+    the run that was never interrupted. Ten kills with -m slow.
+
+    Each life is killed after it has finished 1 to 3 epochs of its own, at a random point of the
+    next one (up to one epoch's time later): kills land in training, not in the seconds of
+    start-up, however busy the machine, and every life moves the run on. So the run needs at
+    most 4 epochs per kill and a few to finish, and the uninterrupted run trains alongside.
+    """
+    corpus = make_corpus(tmp_path / "tokens", count=4)  # 3 training pieces: short epochs
+    epochs = 4 * wanted + 4
+    common = [*TINY, "--epochs", str(epochs), "--save-at", f"{epochs // 2},{epochs}"]
     straight = tmp_path / "straight"
-    subprocess.run([str(COMPOSER), "train", str(corpus), "--out", str(straight), *common], check=True, capture_output=True, timeout=300)
+    reference = subprocess.Popen([str(COMPOSER), "train", str(corpus), "--out", str(straight), *common],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed = tmp_path / "killed"
     rng = random.Random(20261126 + wanted)
     kills, attempts = 0, 0
+    epoch_time = 0.2  # a first guess, replaced by the time between two rows once one is seen
     while True:
         attempts += 1
-        assert attempts < 40, "the run never finished"
+        assert attempts < 2 * wanted + 5, "the run never finished"
         resume = ["--resume"] if Run(killed).last.exists() else []
+        start = epochs_written(killed)
         process = subprocess.Popen(
             [str(COMPOSER), "train", str(corpus), "--out", str(killed), *common, *resume],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         if kills < wanted:
-            # after start-up (about 3-5 s here), somewhere in the epochs that follow
-            time.sleep(rng.uniform(3.5, 8.0))
+            target, seen, row_at = start + rng.randint(1, 3), start, None
+            while process.poll() is None and seen < target:
+                time.sleep(0.01)
+                if epochs_written(killed) > seen:
+                    now = time.monotonic()
+                    if row_at is not None:
+                        epoch_time = now - row_at
+                    seen, row_at = epochs_written(killed), now
+            time.sleep(rng.uniform(0.0, epoch_time))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 kills += 1
                 continue
         _, stderr = process.communicate(timeout=300)
-        if process.returncode == 0 and Run(killed).last_epoch() == 40:
+        if process.returncode == 0 and Run(killed).last_epoch() == epochs:
             break
         assert process.returncode in (0, -signal.SIGKILL), stderr
+    _, stderr = reference.communicate(timeout=300)
+    assert reference.returncode == 0, stderr
     assert kills >= wanted
     assert losses(killed) == losses(straight)
     from composer.model import load_checkpoint
 
     probe = probe_tokens(corpus)
-    for name in ("epoch-0020.keras", "epoch-0040.keras"):
+    for name in (f"epoch-{epochs // 2:04d}.keras", f"epoch-{epochs:04d}.keras"):
         a = logits(load_checkpoint(straight / "checkpoints" / name), probe)
         b = logits(load_checkpoint(killed / "checkpoints" / name), probe)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
