@@ -178,14 +178,12 @@ class TrainingIndex:
     """Which runs of tokens occur verbatim in the training pieces, by hashed windows.
 
     Built once: the pieces joined with separators, their prefix hashes, the sorted hashes of
-    every window of 1..WINDOW tokens, and for WINDOW-token windows where they start. Then
-
-    * ``window_share`` looks a sample's windows up by binary search in the sorted hashes;
-    * ``longest_copy`` finds each WINDOW-token window of the sample that occurs in training
-      (the seeds of every run at least that long), extends all seed pairs at once by binary
-      search on the run length, keeping only pairs that cannot extend to the left; a sample
-      without seeds copies less than WINDOW tokens, found by binary search on the length over
-      the sorted hashes of short windows.
+    every window of 1..WINDOW-1 tokens, and for WINDOW-token windows where they start. Then
+    ``longest_copy_span`` finds each WINDOW-token window of the sample that occurs in training
+    (the seeds of every run at least that long), extends all seed pairs at once by binary
+    search on the run length, keeping only pairs that cannot extend to the left; a sample
+    without seeds copies less than WINDOW tokens, found by binary search on the length over
+    the sorted hashes of short windows.
 
     Hashes are 64 bits, so a false match needs a collision (about 1e-19 per comparison of
     ordinary, not adversarial, token runs). Memory is about 100 bytes per training token;
@@ -202,26 +200,6 @@ class TrainingIndex:
         order = np.argsort(seeds)
         self.seed_hashes, self.seed_starts = seeds[order], order
         self.windows = {length: np.unique(self.hashes.all_windows(length)) for length in range(1, WINDOW)}
-        self.windows[WINDOW] = self.seed_hashes
-
-    def _windows(self, length: int) -> np.ndarray:
-        if length not in self.windows:
-            self.windows[length] = np.unique(self.hashes.all_windows(length))
-        return self.windows[length]
-
-    def window_share(self, sample: np.ndarray, size: int = WINDOW) -> float:
-        """Share of the sample's ``size``-token windows that occur in some training piece.
-
-        NaN for a sample shorter than ``size`` (it has no window).
-        """
-        if len(sample) < size:
-            return math.nan
-        found = _contains(self._windows(size), _Hashes(sample).all_windows(size))
-        return float(found.mean())
-
-    def longest_copy(self, sample: np.ndarray) -> int:
-        """Length of the longest run of consecutive sample tokens found verbatim in one training piece."""
-        return self.longest_copy_span(sample)[1]
 
     def longest_copy_span(self, sample: np.ndarray) -> tuple[int, int]:
         """(start in the sample, length) of the longest run of tokens found verbatim in training."""
@@ -235,7 +213,7 @@ class TrainingIndex:
                 return self._extend(sample, hashes, lo, hi)
         return self._short_copy(sample, hashes)
 
-    def _extend(self, sample: np.ndarray, hashes: _Hashes, lo: np.ndarray, hi: np.ndarray) -> int:
+    def _extend(self, sample: np.ndarray, hashes: _Hashes, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int]:
         counts = hi - lo
         at = np.repeat(np.arange(len(sample) - WINDOW + 1), counts)
         # the k-th training occurrence of each sample window, for all windows at once

@@ -1,36 +1,67 @@
-"""Shared fixtures: the bundled chorales, a small MIDI writer, and a folder of bad input files."""
+"""Shared fixtures: the bundled chorales, a small MIDI writer, and a folder of bad input files;
+and the fast tier's guard: a run that selects no test marked ``tensorflow`` cannot import it."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import random
 import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 CHORALES = Path(__file__).resolve().parent.parent / "midi_data" / "bach_chorales"
-
-# Test modules that train or build Keras models. Every other module is the fast tier
-# (`pytest -m "not slow and not tensorflow"`), which checks at its end that it really ran
-# without importing TensorFlow, so a module missing from this list cannot hide there.
-NEEDS_TENSORFLOW = {
-    "test_checkpoints", "test_compare", "test_ctrl_c", "test_generate", "test_interrupt", "test_multiworker",
-    "test_run_safety", "test_schedule", "test_tampered", "test_train",
-}
+FAST_TIER = Path(__file__).resolve().parent / "fast_tier"
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in NEEDS_TENSORFLOW:
-            item.add_marker(pytest.mark.tensorflow)
+# ---- the fast tier: `-m "not tensorflow"` runs without TensorFlow, and proves it -------------------
+
+REFUSALS: list[Path] = []  # the log of refused imports, where this run refuses them
 
 
-def pytest_sessionfinish(session, exitstatus):
-    if "not tensorflow" in (session.config.option.markexpr or "") and "tensorflow" in sys.modules:
-        session.config.get_terminal_writer().line("error: the fast tier imported TensorFlow; add the module to NEEDS_TENSORFLOW", red=True)
-        session.exitstatus = 1
+@pytest.hookimpl(trylast=True)  # after -m has deselected what it deselects
+def pytest_collection_modifyitems(session, config, items):
+    """Where no selected test is marked ``tensorflow``, TensorFlow and Keras are refused in this
+    process and in every Python subprocess (see fast_tier/sitecustomize.py), and a test that
+    tries to import them fails: an unmarked test that needs TensorFlow cannot hide."""
+    if not items or any(item.get_closest_marker("tensorflow") for item in items):
+        return
+    if any(name.partition(".")[0] in ("tensorflow", "keras") for name in sys.modules):
+        raise pytest.UsageError("TensorFlow was imported while collecting: a test module imports it at the top")
+    spec = importlib.util.spec_from_file_location("fast_tier_refusal", FAST_TIER / "sitecustomize.py")
+    refusal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refusal)
+    handle, log = tempfile.mkstemp(prefix="composer-refused-imports-", suffix=".log")
+    os.close(handle)
+    REFUSALS.append(Path(log))
+    os.environ[refusal.LOG] = log
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAST_TIER), os.environ.get("PYTHONPATH")]))
+    sys.meta_path.insert(0, refusal.RefuseTensorFlow())
+
+
+def pytest_unconfigure(config):
+    for log in REFUSALS:
+        log.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_tensorflow_unless_marked():
+    """Fails a test that tried to import TensorFlow where it is refused, even if the code under
+    test caught the ImportError or the import happened in a subprocess."""
+    if not REFUSALS:
+        yield
+        return
+    before = REFUSALS[0].stat().st_size
+    yield
+    with REFUSALS[0].open() as log:
+        log.seek(before)
+        refused = log.read().split()
+    if refused:
+        pytest.fail(f"imports {', '.join(sorted(set(refused[1::2])))} but is not marked tensorflow", pytrace=False)
 
 
 @pytest.fixture(scope="session")

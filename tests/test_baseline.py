@@ -105,11 +105,6 @@ def test_a_lower_order_read_from_a_higher_fit_equals_fitting_it():
         high.with_order(7)
 
 
-def test_best_baseline_has_the_fewest_bits_per_note():
-    scores = [BaselineScore(1, 9.0, 4.0), BaselineScore(2, 5.0, 2.0), BaselineScore(3, 5.5, 2.2)]
-    assert best_baseline(scores).order == 2
-
-
 @pytest.fixture(scope="module")
 def chorales(tmp_path_factory) -> TokenCorpus:
     files = sorted(MIDI_DATA.rglob("*.mid"))[:40]

@@ -19,6 +19,8 @@ import pytest
 
 from composer.config import ModelConfig
 from composer.model import JSON_MEMBER_BYTES, build_model, weights_cap
+
+pytestmark = pytest.mark.tensorflow  # builds and trains Keras models
 from test_generate import TINY, invoke, make_run, one_line_error, untrained
 
 REPO = Path(__file__).resolve().parents[1]

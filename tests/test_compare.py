@@ -79,6 +79,7 @@ def no_building_folder(parent: Path) -> bool:
     return not [p for p in parent.iterdir() if ".building" in p.name]
 
 
+@pytest.mark.tensorflow
 def test_compare_writes_every_artifact(tiny_page):
     result, _, out = tiny_page
     assert result.page == out / "index.html" and result.page.exists()
@@ -118,6 +119,7 @@ def test_compare_writes_every_artifact(tiny_page):
     assert f'<p id="headline">{escape(result.headline)}</p>' in html
 
 
+@pytest.mark.tensorflow
 def test_page_bits_are_the_run_history(tiny_run, tiny_page):
     """One source of truth: validation bits on the page are history.csv's, as `composer info` shows."""
     result = tiny_page[0]
@@ -131,6 +133,7 @@ def test_page_bits_are_the_run_history(tiny_run, tiny_page):
         assert re.findall(r"<td>(.*?)</td>", row)[3] == format_value(history[epoch])
 
 
+@pytest.mark.tensorflow
 def test_every_epoch_continues_the_same_primer(tiny_run, tmp_path):
     """Same primers and seeds for each checkpoint: only the weights differ."""
     from composer.corpus import read_piece
@@ -163,6 +166,7 @@ def asked_seconds(run_dir: Path, settings: CompareSettings) -> dict[str, float]:
     return seconds
 
 
+@pytest.mark.tensorflow
 def test_comparison_page_plays_in_headless_chromium(tiny_run, tiny_page, tmp_path):
     """Every sample plays at least as long as asked; every score renders; the view toggle works."""
     require_chromium()
@@ -186,6 +190,7 @@ def test_comparison_page_plays_in_headless_chromium(tiny_run, tiny_page, tmp_pat
     assert state["epochs"] == 2
 
 
+@pytest.mark.tensorflow
 def test_compare_cli_prints_headline_and_page(tiny_run, tmp_path):
     result = CliRunner().invoke(
         app, ["compare", str(tiny_run), "--epochs", "all", "--num", "1", "--samples", "2", "--bars", "1", "--out", str(tmp_path / "p")]
@@ -198,6 +203,7 @@ def test_compare_cli_prints_headline_and_page(tiny_run, tmp_path):
     assert headline in result.output.splitlines()
 
 
+@pytest.mark.tensorflow
 def test_compare_unknown_epoch_lists_available(tiny_run, tmp_path):
     result = CliRunner().invoke(app, ["compare", str(tiny_run), "--epochs", "1,7", "--out", str(tmp_path / "p")])
     assert result.exit_code == 1
@@ -206,6 +212,7 @@ def test_compare_unknown_epoch_lists_available(tiny_run, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.tensorflow
 def test_compare_with_a_primer_file(tiny_run, tmp_path):
     primer = sorted(CHORALES.glob("*.mid"))[-1]
     out = tmp_path / "page"
@@ -221,6 +228,7 @@ def test_compare_with_a_primer_file(tiny_run, tmp_path):
 MATHTEXT_NAME = r"a$x^2$b$\bogus{$c"  # valid and invalid mathtext in one file name
 
 
+@pytest.mark.tensorflow
 def test_a_dollar_in_a_primer_name_does_not_crash_compare(tiny_run, tmp_path):
     """Issue 10 item 9: plot titles are literal, so a '$…$' in a file name is just text."""
     import matplotlib
@@ -246,6 +254,7 @@ def test_a_dollar_in_a_primer_name_does_not_crash_compare(tiny_run, tmp_path):
     assert f'src="epoch-1_{safe_stem(MATHTEXT_NAME)}.svg"' in html
 
 
+@pytest.mark.tensorflow
 def test_a_failed_comparison_leaves_no_partial_page(tiny_run, tmp_path, monkeypatch):
     """Broken after every sample, roll and score is written: neither --out nor its hidden build folder stays."""
     import composer.report
@@ -272,6 +281,7 @@ def test_a_failed_comparison_leaves_no_partial_page(tiny_run, tmp_path, monkeypa
     assert no_building_folder(tmp_path)
 
 
+@pytest.mark.tensorflow
 def test_a_sample_ending_in_a_rest_still_plays_the_asked_length(tiny_run, tmp_path, monkeypatch):
     """A continuation that is all rest (the model may close a span with long time shifts): its
     MIDI lasts the asked span, and so must the audio the page plays."""
@@ -297,6 +307,7 @@ def test_a_sample_ending_in_a_rest_still_plays_the_asked_length(tiny_run, tmp_pa
             assert audio.getnframes() / audio.getframerate() >= asked - 0.05, midi.name
 
 
+@pytest.mark.tensorflow
 def test_compare_never_deletes_what_it_did_not_write(tiny_run, tmp_path):
     """--out naming a folder of the user's: their files survive (or compare refuses in one line)."""
     out = tmp_path / "my folder"
@@ -307,6 +318,7 @@ def test_compare_never_deletes_what_it_did_not_write(tiny_run, tmp_path):
     assert (out / "thesis.txt").read_text() == "years of work"
 
 
+@pytest.mark.tensorflow
 def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
     """The shipped run: each checkpoint loads on its own, is the architecture run.json records, and
     its page takes the validation bits of exactly those epochs from the run's history."""
@@ -355,6 +367,7 @@ def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
     assert f"{lower} is {gap:.2f} bits per note lower on validation" in result.headline
 
 
+@pytest.mark.tensorflow
 def test_demo_trains_compares_and_continues(tmp_path, monkeypatch):
     """The demo's wiring on a handful of chorales: a run, a page, and a second call that resumes."""
     import functools
@@ -425,6 +438,7 @@ def key_glyphs(key: str) -> str:
     return " ".join(["E262"] * fifths if fifths > 0 else ["E260"] * -fifths)
 
 
+@pytest.mark.tensorflow
 def test_every_column_is_engraved_in_its_openings_key(tiny_run, tiny_page):
     """The piece's own key on every row of its column: the primer bar reads the same in each."""
     result, settings, out = tiny_page

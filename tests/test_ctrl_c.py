@@ -17,6 +17,8 @@ from composer.runs import Run
 
 from train_fixtures import TINY, history, make_corpus, train_cli
 
+pytestmark = pytest.mark.tensorflow  # trains tiny runs
+
 # Runs `composer train` with validation made slow (20 calls of 0.4 s, each swallowing a
 # KeyboardInterrupt as TensorFlow's C++ code can) or saving made slow (0.5 s a file), and a marker file
 # saying which phase has begun (in epoch 2 or later), so the test can press Ctrl-C inside it.

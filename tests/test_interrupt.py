@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from train_fixtures import TINY, history, make_corpus, train_cli
+
+pytestmark = pytest.mark.tensorflow  # trains in a subprocess
 
 
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):

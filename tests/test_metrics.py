@@ -7,7 +7,6 @@ import pytest
 from composer.corpus import read_piece
 from composer.metrics import (
     NOTE_LENGTH_BINS,
-    WINDOW,
     TrainingIndex,
     bits_per_note,
     piece_statistics,
@@ -87,30 +86,36 @@ def test_empty_piece_gives_zeros_and_nan():
         assert math.isnan(getattr(stats, name))
 
 
+def longest_copy(index: TrainingIndex, sample: np.ndarray) -> int:
+    """The length of the longest copied run, checked to be what the sample holds at that start."""
+    start, length = index.longest_copy_span(sample)
+    assert 0 <= start and start + length <= len(sample)
+    if length:
+        run = np.asarray(sample[start : start + length], dtype=np.int64)
+        assert any(
+            np.array_equal(window, run) for window in np.lib.stride_tricks.sliding_window_view(index.tokens, length)
+        ), f"sample[{start}:{start + length}] is not in training"
+    return length
+
+
 def test_copied_piece_is_found_whole(chorales):
     index = TrainingIndex(chorales)
     piece = chorales[3]
-    assert index.longest_copy(piece) == len(piece)
-    assert index.window_share(piece) == 1.0
-    excerpt = piece[40:140]
-    assert index.longest_copy(excerpt) == 100
-    assert index.window_share(excerpt) == 1.0
+    assert index.longest_copy_span(piece) == (0, len(piece))
+    assert longest_copy(index, piece[40:140]) == 100
 
 
 def test_spliced_copy_gives_longest_part(chorales):
     index = TrainingIndex(chorales)
     spliced = np.concatenate([chorales[0][10:60], chorales[1][20:140]])
-    assert index.longest_copy(spliced) >= 120
-    assert index.window_share(spliced) > 0.8
+    assert longest_copy(index, spliced) >= 120
 
 
 def test_novel_random_piece_copies_little(chorales, vocab):
     index = TrainingIndex(chorales)
     novel = np.random.default_rng(0).integers(3, len(vocab), 500).astype(np.int32)
-    assert index.longest_copy(novel) < 6
-    assert index.window_share(novel) == 0.0
-    assert math.isnan(index.window_share(novel[:WINDOW - 1]))
-    assert index.longest_copy(novel[:0]) == 0
+    assert longest_copy(index, novel) < 6
+    assert index.longest_copy_span(novel[:0]) == (0, 0)
 
 
 def brute_longest_copy(sample: np.ndarray, pieces: list[np.ndarray]) -> int:
@@ -135,9 +140,53 @@ def test_longest_copy_agrees_with_brute_force():
         cut = rng.integers(0, len(source))
         sample = np.concatenate([sample, source[cut : cut + rng.integers(1, 40)]])
         index = TrainingIndex(pieces)
-        assert index.longest_copy(sample) == brute_longest_copy(sample, pieces)
+        assert longest_copy(index, sample) == brute_longest_copy(sample, pieces)
 
 
+
+
+# Training: a chromatic line of 24 eighth notes (48..71), one note at a time, and a second piece
+# in quarters. Eighths, so that beats and the number of shift tokens differ.
+LINE = [Note(p, i * 0.5, 0.5) for i, p in enumerate(range(48, 72))]
+OTHER = melody([60, 64, 67, 72] * 6)
+
+
+def copying(first: int, count: int) -> list[Note]:
+    """A sample that plays ``count`` consecutive notes of LINE (from note ``first``), as LINE
+    plays them, between notes LINE never has (pitches 90, 91) after and before 4-quarter gaps:
+    the copied run can extend into neither side."""
+    copied = [Note(n.pitch, 4.0 + n.start - LINE[first].start, n.duration) for n in LINE[first : first + count]]
+    return [Note(90, 0.0, 1.0), *copied, Note(91, copied[-1].start + 4.0, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("first", "count", "beats"),
+    [
+        (0, 1, 0.0),  # one note (pitch and duration tokens): a copy, but of no time
+        (5, 2, 0.5),  # 5 tokens, under WINDOW: found by the short-copy search
+        (3, 9, 4.0),  # 26 tokens: found from the WINDOW-token seeds
+        (0, 24, 11.5),  # the whole line
+    ],
+)
+def test_copy_beats_counts_the_quarters_a_sample_copies(vocab, first, count, beats):
+    from composer.metrics import copy_beats
+
+    index = TrainingIndex([encode_notes(LINE, vocab), encode_notes(OTHER, vocab)])
+    sample = encode_notes(copying(first, count), vocab)[1:-1]  # as compare measures: no BOS, no EOS
+    # the copy is the notes' pitch and duration tokens with the shifts between them, no more
+    assert longest_copy(index, sample) == 3 * count - 1
+    assert copy_beats(sample, vocab, index) == beats
+
+
+def test_copy_beats_is_zero_for_a_sample_sharing_no_shift_with_training(vocab):
+    from composer.metrics import copy_beats
+
+    index = TrainingIndex([encode_notes(LINE, vocab), encode_notes(OTHER, vocab)])
+    # 3-quarter notes 3 quarters apart: every shift and duration token is one training never has
+    # (the pitches alone are the line's)
+    novel = encode_notes([Note(p, 3.0 * i, 3.0) for i, p in enumerate(range(48, 60))], vocab)[1:-1]
+    assert copy_beats(novel, vocab, index) == 0.0
+    assert longest_copy(index, novel) == 1  # single pitch tokens, no time
 
 def test_real_chorales_sound_like_chorales_and_random_tokens_do_not(chorales, vocab):
     """The heard measures separate real music from noise (each could fail if its definition broke)."""

@@ -105,6 +105,41 @@ def test_piano_roll_is_a_small_png(tmp_path):
     assert not list(tmp_path.glob(".*.tmp*")), "the temporary file of the atomic write is left behind"
 
 
+def test_piano_roll_draws_each_note_where_it_is(tmp_path, figures):
+    """The saved pixels: a primer note in grey and a new note in blue at their (time, pitch),
+    blue nowhere else, and the primer's shade behind, not over, an empty spot of the primer."""
+    import matplotlib.colors as mcolors
+
+    notes = [Note(50, 0.5, 1.0), Note(70, 5.0, 2.0)]
+    path = piano_roll_png(notes, tmp_path / "roll.png", primer_end=2.0, pitch_span=(40, 80), end=8.0)
+    image = pixels(path)[..., :3].astype(int)
+    (ax,) = figures[0].axes
+    scale = report_module.DPI / figures[0].dpi  # savefig's dpi over the figure's own
+
+    def at(quarter: float, pitch: float) -> np.ndarray:
+        x, y = ax.transData.transform((quarter, pitch)) * scale
+        return image[image.shape[0] - 1 - int(round(y)), int(round(x))]
+
+    def rgb(color: str) -> np.ndarray:
+        return np.round(np.array(mcolors.to_rgb(color)) * 255).astype(int)
+
+    def near(pixel: np.ndarray, color: str) -> bool:
+        return bool(np.abs(pixel - rgb(color)).max() <= 8)
+
+    assert near(at(1.0, 50), report_module.PRIMER_COLOR)  # the middle of the primer's note
+    assert near(at(6.0, 70), report_module.NOTE_COLOR)  # the middle of the new note
+    assert near(at(1.0, 70), report_module.PRIMER_SHADE)  # no note there, inside the primer
+    assert near(at(6.0, 50), "white") and near(at(3.0, 70), "white")  # no note, after the primer
+    # every blue pixel lies inside the new note's bar (quarters 5-7, pitch 70 ± 0.4)
+    blue = np.argwhere(np.abs(image - rgb(report_module.NOTE_COLOR)).max(axis=-1) <= 8)
+    assert len(blue) > 100
+    rows, columns = blue[:, 0], blue[:, 1]
+    (left, bottom), (right, top) = (ax.transData.transform(corner) * scale for corner in ((5.0, 69.6), (7.0, 70.4)))
+    height = image.shape[0] - 1
+    assert left - 2 <= columns.min() and columns.max() <= right + 2
+    assert height - top - 2 <= rows.min() and rows.max() <= height - bottom + 2
+
+
 def test_piano_roll_without_notes_or_primer(tmp_path, figures):
     assert png_size(piano_roll_png([], tmp_path / "empty.png")) == (800, 300)
     (ax,) = figures[0].axes

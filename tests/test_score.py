@@ -502,6 +502,7 @@ def test_real_chorales_score_better_than_an_untrained_model_on_every_measure(fou
     assert real.out_of_range_share < 0.05 and untrained.out_of_range_share > 0.5
 
 
+@pytest.mark.tensorflow
 def test_generate_musicxml_writes_a_score_beside_each_midi_file(tmp_path):
     """`composer generate ... --musicxml`: one .musicxml per .mid, holding the same notes (cut at
     the asked span, as the MIDI file), in the primer's metre."""

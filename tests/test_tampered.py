@@ -14,6 +14,8 @@ import pytest
 
 from train_fixtures import copy_run, error_lines, invoke, make_corpus, train_cli
 
+pytestmark = pytest.mark.tensorflow  # trains tiny runs
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:

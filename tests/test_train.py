@@ -89,6 +89,7 @@ def steps_per_epoch(corpus: Path, window: int = 32, batch: int = 8) -> int:
 # ---- a CLI run and its files ---------------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_train_writes_the_run_directory(main_run, corpus):
     run, _, result = main_run
     assert sorted(p.name for p in (run / "checkpoints").glob("*.keras")) == [
@@ -126,6 +127,7 @@ def test_train_writes_the_run_directory(main_run, corpus):
     assert "n-gram baseline" in result.output
 
 
+@pytest.mark.tensorflow
 def test_each_checkpoint_reproduces_its_epoch_alone(main_run, corpus, tmp_path):
     """Load each kept file by itself (copied away from its run) and compare with the logits the
     in-memory model gave at the end of that epoch, after the file was written."""
@@ -150,6 +152,7 @@ def test_each_checkpoint_reproduces_its_epoch_alone(main_run, corpus, tmp_path):
     assert np.abs(recorder.logits[2] - recorder.logits[4]).max() > 1e-3
 
 
+@pytest.mark.tensorflow
 def test_kept_checkpoints_leave_the_optimizer_out(main_run):
     """Kept epochs are for sampling; only last.keras carries the optimizer (train.save_model says so)."""
     import keras
@@ -165,6 +168,7 @@ def test_kept_checkpoints_leave_the_optimizer_out(main_run):
     assert kept.stat().st_size < last.stat().st_size
 
 
+@pytest.mark.tensorflow
 def test_cli_reports_the_files(main_run):
     _, _, result = main_run
     for name in ("run.json", "history.csv", "last.keras", "epoch-0002.keras", "epoch-0004.keras", "baseline.json"):
@@ -174,6 +178,7 @@ def test_cli_reports_the_files(main_run):
 # ---- resume --------------------------------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_resume_continues_history_checkpoints_and_optimizer(resumed_run, main_run, corpus):
     import keras
 
@@ -191,6 +196,7 @@ def test_resume_continues_history_checkpoints_and_optimizer(resumed_run, main_ru
     assert "epoch 5/6" in result.output and "epoch 1/" not in result.output
 
 
+@pytest.mark.tensorflow
 def test_resume_is_exactly_an_uninterrupted_run_without_dropout(tmp_path, corpus):
     """Same data per epoch and the optimizer state carried over: 2 + 1 epochs == 3 epochs."""
     from composer.model import load_checkpoint
@@ -207,10 +213,12 @@ def test_resume_is_exactly_an_uninterrupted_run_without_dropout(tmp_path, corpus
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
+@pytest.mark.tensorflow
 def test_resume_is_exactly_an_uninterrupted_run_with_dropout(resumed_run, six_epoch_run):
     assert losses(resumed_run[0]) == losses(six_epoch_run)
 
 
+@pytest.mark.tensorflow
 def test_resume_when_already_trained_says_so(tmp_path, main_run, corpus):
     run = copy_run(main_run[0], tmp_path / "done")
     result = train_cli(corpus, run, "--epochs", "4", "--resume")
@@ -227,6 +235,7 @@ def test_resume_without_a_run_is_a_one_line_error(tmp_path, corpus):
     assert not (tmp_path / "nothing" / "checkpoints").exists()
 
 
+@pytest.mark.tensorflow
 def test_training_into_an_existing_run_needs_resume(tmp_path, main_run, corpus):
     run = copy_run(main_run[0], tmp_path / "again")
     before = (run / "history.csv").read_text()
@@ -238,6 +247,7 @@ def test_training_into_an_existing_run_needs_resume(tmp_path, main_run, corpus):
     assert (run / "history.csv").read_text() == before
 
 
+@pytest.mark.tensorflow
 def test_resume_with_a_corpus_of_another_vocabulary_is_a_one_line_error(tmp_path, main_run):
     other = tmp_path / "velocity"
     made = invoke("tokenize", *sorted((REPO / "midi_data" / "bach_chorales").glob("*.mid"))[:6],
@@ -256,12 +266,14 @@ def test_resume_with_a_corpus_of_another_vocabulary_is_a_one_line_error(tmp_path
 # ---- reproducibility ---------------------------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_same_seed_same_losses(main_run, six_epoch_run):
     """Seed 0 twice (4 and 6 epochs): epochs 1-4 are identical, numbers and all."""
     assert losses(six_epoch_run)[:4] == losses(main_run[0])
     assert [r["val_loss"] for r in history(six_epoch_run)[:4]] == [r["val_loss"] for r in history(main_run[0])]
 
 
+@pytest.mark.tensorflow
 def test_another_seed_other_losses_and_save_every(tmp_path, main_run, corpus):
     run = tmp_path / "seed1"
     train_cli(corpus, run, "--epochs", "3", "--save-at", "1", "--save-every", "2", "--seed", "1")
@@ -282,6 +294,7 @@ def test_malformed_save_at_is_a_one_line_error(tmp_path, corpus):
 # ---- info ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_info_lists_checkpoints_with_epochs_bits_and_sizes(main_run):
     run = main_run[0]
     result = invoke("info", run)
@@ -308,32 +321,68 @@ def test_info_on_something_else_is_a_one_line_error(tmp_path):
 # ---- the model's structure -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", ["small", "full"])
-def test_presets_keep_the_cudnn_conditions(preset):
+@pytest.fixture
+def fused_calls(monkeypatch) -> list[dict]:
+    """Every call an LSTM makes to Keras's fused (cuDNN) kernel, as Keras itself judges it.
+
+    keras.layers.LSTM tries ``backend.lstm`` first unless something rules the kernel out (a
+    recurrent dropout, use_cudnn=False); the TensorFlow backend then takes it where its own
+    argument check passes and a GPU is there. The recorder notes Keras's check and whether a
+    mask came along, then declines, so the layer computes on CPU as it would without a GPU.
+    """
+    import sys
+
+    import keras  # noqa: F401  loads keras.src and the TensorFlow backend
+
+    backend = sys.modules["keras.src.layers.rnn.lstm"].backend
+    tf_rnn = sys.modules["keras.src.backend.tensorflow.rnn"]
+    calls = []
+
+    def record(inputs, h, c, mask, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, unroll=False, **kwargs):
+        calls.append({"supported": tf_rnn._do_lstm_arguments_support_cudnn(activation, recurrent_activation, unroll, bias is not None), "masked": mask is not None})
+        raise NotImplementedError
+
+    monkeypatch.setattr(backend, "lstm", record)
+    return calls
+
+
+@pytest.mark.tensorflow
+def test_the_recorder_sees_what_keeps_an_lstm_off_the_fused_kernel(fused_calls):
     import keras
 
-    from composer.config import PRESETS, ModelConfig
-    from composer.model import build_model, cudnn_compatible
+    x = np.zeros((1, 3, 2), "float32")
+    keras.layers.LSTM(4)(x, training=True)
+    keras.layers.LSTM(4, recurrent_dropout=0.1)(x, training=True)  # never tries the kernel
+    keras.layers.LSTM(4, use_cudnn=False)(x, training=True)  # nor this one
+    keras.layers.LSTM(4, activation="relu")(x, training=True)
+    keras.layers.LSTM(4, unroll=True)(x, training=True)
+    keras.Sequential([keras.layers.Embedding(10, 4, mask_zero=True), keras.layers.LSTM(4)])(np.ones((1, 3), "int32"))
+    assert fused_calls == [
+        {"supported": True, "masked": False},
+        {"supported": False, "masked": False},
+        {"supported": False, "masked": False},
+        {"supported": True, "masked": True},
+    ]
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("preset", ["small", "full"])
+def test_presets_keep_the_cudnn_conditions(preset, fused_calls):
+    """In training (dropouts on) every LSTM of the preset's model tries the fused kernel, with
+    arguments Keras accepts for it and no mask (a mask would need right-padding for cuDNN)."""
+    import keras
+
+    from composer.config import ModelConfig
+    from composer.model import build_model
 
     model = build_model(ModelConfig.preset(preset, vocab_size=147))
-    layers = model.layers[1:]  # after the input
-    kinds = [type(layer).__name__ for layer in layers]
-    lstms = [layer for layer in layers if isinstance(layer, keras.layers.LSTM)]
-    assert len(lstms) == PRESETS[preset]["layers"]
-    for layer in lstms:
-        assert cudnn_compatible(layer), layer.name
-        # input dropout is applied before the fused call; recurrent dropout would disable it
-        assert layer.recurrent_dropout == 0 and layer.dropout == PRESETS[preset].get("input_dropout", 0.0)
-        assert layer.use_cudnn in ("auto", True)
-        assert layer.return_sequences and not layer.unroll and not layer.go_backwards
-        assert layer.units == PRESETS[preset]["units"]
-    assert not model.get_layer("embedding").mask_zero  # a mask would need right-padding for cuDNN
-    # Embedding (and its token dropout), then (LSTM, Dropout) per layer: a dropout between every two LSTMs
-    token_dropout = ["Dropout"] if PRESETS[preset].get("embedding_dropout") else []
-    assert kinds == ["Embedding"] + token_dropout + ["LSTM", "Dropout"] * len(lstms) + ["Dense"]
-    assert model.output_shape == (None, None, 147)
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert len(lstms) >= 2
+    model(np.ones((2, 8), "int32"), training=True)
+    assert fused_calls == [{"supported": True, "masked": False}] * len(lstms)
 
 
+@pytest.mark.tensorflow
 def test_cudnn_compatible_rejects_what_disables_the_fused_kernel():
     import keras
 
@@ -391,6 +440,7 @@ def edge_pieces(vocab, count: int = 8, seed: int = 3) -> list[np.ndarray]:
     return pieces
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize("source", ["chorales", "edges"])
 def test_windows_are_stream_slices_or_whole_window_transpositions(source, corpus_pieces):
     """Each window (inputs and the last target) is a slice of the stream of training pieces, with
@@ -427,6 +477,7 @@ def test_windows_are_stream_slices_or_whole_window_transpositions(source, corpus
         assert max(at_top) <= 0 and min(at_top) < 0  # moved, but only downwards
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize("pitch_tokens,transpose", [(None, 5), ("vocab", 0)])
 def test_windows_without_transposition_are_exact_slices(pitch_tokens, transpose, corpus_pieces):
     train, vocab = corpus_pieces
@@ -439,6 +490,7 @@ def test_windows_without_transposition_are_exact_slices(pitch_tokens, transpose,
             assert row.astype(np.int32).tobytes() in keys
 
 
+@pytest.mark.tensorflow
 def test_windows_depend_on_seed_and_epoch_only(corpus_pieces):
     train, vocab = corpus_pieces
     tokens = (vocab.pitch_offset, len(vocab.pitches))
@@ -453,6 +505,7 @@ def test_windows_depend_on_seed_and_epoch_only(corpus_pieces):
     assert not np.array_equal(np.stack([x for x, _ in a]), np.stack([x for x, _ in other_seed]))
 
 
+@pytest.mark.tensorflow
 def test_windows_reach_every_start_including_the_last(corpus_pieces):
     """Every start offset whose window fits must be possible, also the one ending on the final token
     (stateless_uniform's maxval is exclusive)."""
@@ -467,6 +520,7 @@ def test_windows_reach_every_start_including_the_last(corpus_pieces):
     assert starts == {0, 1, 2}
 
 
+@pytest.mark.tensorflow
 def test_too_short_a_corpus_is_a_clear_error():
     from composer import ComposerError
     from composer.dataset import training_windows
@@ -478,6 +532,7 @@ def test_too_short_a_corpus_is_a_clear_error():
 # ---- the "hello" lecture example ---------------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_hello_the_lecture_example(tmp_path):
     """A character model of "hello" trained by composer.train.fit: after "hel" it must say l, after
     "hell" o -- the same input letter, two answers, so the second needs the LSTM's memory."""
@@ -550,6 +605,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.tensorflow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, corpus):
     run = tmp_path / "mirrored"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
@@ -572,6 +628,7 @@ def test_unknown_strategy_is_a_one_line_error(tmp_path, corpus):
     assert "unknown strategy" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.tensorflow
 def test_multiworker_without_tf_config_is_a_one_line_error(tmp_path, corpus, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     result = invoke("train", corpus, "--out", tmp_path / "x", "--epochs", "1", "--strategy", "multiworker", "--units", "16")
@@ -579,6 +636,7 @@ def test_multiworker_without_tf_config_is_a_one_line_error(tmp_path, corpus, mon
     assert "TF_CONFIG" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.tensorflow
 def test_regularizers_land_in_run_json_resume_exactly_and_keep_cudnn(tmp_path, corpus):
     """--input-dropout, --embedding-dropout and --weight-decay: recorded, trained with (AdamW, the
     LSTMs' dropout), resumed with the same masks and decay, and the fused-kernel conditions kept."""
