@@ -110,7 +110,8 @@ class FolderLock:
     """An exclusive lock on ``folder/.lock`` held for the life of the ``with`` block.
 
     ``flock`` is released by the kernel when the holder dies, so a killed process never leaves
-    a stale lock; the file records the holder's PID for the message the second process prints.
+    a stale lock; the file records the holder's PID and activity for the message the second
+    process prints.
     """
 
     def __init__(self, folder: Path, what: str):
@@ -130,14 +131,15 @@ class FolderLock:
             if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             self.handle.seek(0)
-            holder = self.handle.read().strip() or "another process"
+            pid, _, doing = self.handle.read(200).strip().partition(" ")
             self.handle.close()
             raise ComposerError(
-                f"{self.folder}: {self.what} already in progress by process {holder}; wait for it or choose another --out"
+                f"{self.folder}: {doing or 'in use'} by process {pid or '(unknown)'}, which holds it; "
+                "wait for it or choose another --out"
             ) from None
         self.handle.seek(0)
         self.handle.truncate()
-        self.handle.write(str(os.getpid()))
+        self.handle.write(f"{os.getpid()} {self.what}")  # the holder and what it does, for the refusal
         self.handle.flush()
         return self
 

@@ -115,12 +115,12 @@ def test_a_second_trainer_into_the_same_run_is_refused_naming_the_holder(tmp_pat
     try:
         assert holder.stdout.readline().strip() == "held"
         result = invoke("train", "--out", again, "--resume", "--epochs", "3")
-        one_error(result, f"process {holder.pid}", "training already in progress")
+        one_error(result, f"{again}: training by process {holder.pid}, which holds it")
         assert len(history(again)) == 2
         # another command writing into the held folder: a valid tokenize, refused by the same lock
-        # (FolderLock names the refused command's activity, "tokenizing", not the holder's)
+        # (the message names what the holder does, not what the refused command wanted)
         tokenize = invoke("tokenize", sorted(CHORALES.glob("*.mid"))[0], "--out", again, "--no-cache")
-        one_error(tokenize, f"{again}: tokenizing already in progress by process {holder.pid}")
+        one_error(tokenize, f"{again}: training by process {holder.pid}, which holds it")
         assert sorted(p.relative_to(again) for p in again.rglob("*")) == files
     finally:
         holder.kill()
