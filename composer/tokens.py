@@ -200,19 +200,19 @@ class Vocabulary:
     def ids(self, kind: Kind) -> slice:
         return self.groups[kind].ids
 
-    @property
+    @functools.cached_property  # read per token while sampling and decoding
     def shift_offset(self) -> int:
         return self.groups[Kind.SHIFT].offset
 
-    @property
+    @functools.cached_property
     def pitch_offset(self) -> int:
         return self.groups[Kind.PITCH].offset
 
-    @property
+    @functools.cached_property
     def velocity_offset(self) -> int:
         return self.groups[Kind.VELOCITY].offset
 
-    @property
+    @functools.cached_property
     def duration_offset(self) -> int:
         return self.groups[Kind.DURATION].offset
 

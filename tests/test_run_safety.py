@@ -24,7 +24,7 @@ import pytest
 import composer.train
 from composer.runs import Run
 
-from train_fixtures import CHORALES, TINY, copy_run, error_lines, history, invoke, losses, make_corpus, probe_tokens, train_cli, logits
+from train_fixtures import CHORALES, TINY, copy_run, history, invoke, losses, make_corpus, one_error, probe_tokens, train_cli, logits, tree
 
 PYTHON = Path(sys.executable)
 COMPOSER = PYTHON.parent / "composer"
@@ -41,18 +41,6 @@ def run(tmp_path_factory, corpus) -> Path:
     root = tmp_path_factory.mktemp("runs") / "run"
     train_cli(corpus, root, "--epochs", "2", "--save-at", "1,2")
     return root
-
-
-def one_error(result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = error_lines(result)
-    errors = [line for line in lines if line.startswith("error:")]
-    # progress lines may come first (a baseline, finished epochs); the error is one line, the last
-    assert len(errors) == 1 and lines[-1] == errors[0], lines
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 # ---- resume takes the run's settings and refuses others -------------------------------------------
@@ -400,11 +388,6 @@ def test_building_folders_of_live_owners_are_kept(tmp_path):
     assert remove_abandoned(tmp_path) == [gone]
     assert all(folder.is_dir() for folder in kept)
     assert (tmp_path / "c" / "index.html").exists(), "a claimed folder that holds a page is not removed"
-
-
-def tree(folder: Path) -> dict[str, str]:
-    """Every file under a folder with its content's hash: to show that nothing in it changed."""
-    return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_train_refuses_a_folder_of_someone_elses_untouched(tmp_path, corpus):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train_fixtures import copy_run, error_lines, invoke, make_corpus, train_cli
+from train_fixtures import copy_run, invoke, make_corpus, one_error, train_cli, tree
 
 pytestmark = pytest.mark.tensorflow  # trains tiny runs
 
@@ -27,20 +27,6 @@ def run(tmp_path_factory, corpus) -> Path:
     root = tmp_path_factory.mktemp("runs") / "run"
     train_cli(corpus, root, "--epochs", "2", "--save-at", "1,2")
     return root
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def the_error(result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in error_lines(result) if line.startswith("error:")]
-    assert len(errors) == 1, error_lines(result)
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def nested(depth: int) -> str:
@@ -114,14 +100,14 @@ def test_a_tampered_run_json_is_one_line_naming_the_field_for_every_command(tmp_
     again = tampered_copy(run, tmp_path / "again", text)
     before = tree(again)
     for command, args in COMMANDS.items():
-        line = the_error(invoke(*args(again)), "run.json", field)
+        line = one_error(invoke(*args(again)), "run.json", field)
         assert tree(again) == before, f"{command} changed the run folder"
         assert len(line) < 300, line
 
 
 def test_an_oversized_run_json_is_refused_before_it_is_parsed(tmp_path, run):
     again = tampered_copy(run, tmp_path / "again", "{" + " " * 2_000_000 + "}")
-    the_error(invoke("info", again), "run.json", "over 1,000,000 bytes")
+    one_error(invoke("info", again), "run.json", "over 1,000,000 bytes")
 
 
 def test_the_untampered_reference_run_still_reads():
@@ -142,7 +128,7 @@ def test_a_damaged_history_is_one_line_on_resume_and_info(tmp_path, run, text, n
     (again / "history.csv").write_text(text)
     before = tree(again)
     for args in (["info", again], ["train", "--out", again, "--resume", "--epochs", "3"]):
-        the_error(invoke(*args), "history.csv", named)
+        one_error(invoke(*args), "history.csv", named)
         assert tree(again) == before
 
 
@@ -174,7 +160,7 @@ def corpus_arrays(corpus: Path) -> tuple[np.ndarray, np.ndarray]:
 ])
 def test_a_corpus_with_impossible_tokens_is_refused_before_training_writes_anything(tmp_path, corpus, damage, named):
     bad = rewrite_tokens(corpus, tmp_path / "bad", *damage(*corpus_arrays(corpus)))
-    the_error(invoke("train", bad, "--out", tmp_path / "run", "--epochs", "1"), str(bad), named)
+    one_error(invoke("train", bad, "--out", tmp_path / "run", "--epochs", "1"), str(bad), named)
     assert not (tmp_path / "run" / "run.json").exists() and not (tmp_path / "run" / "baseline.json").exists()
 
 
@@ -182,7 +168,7 @@ def test_a_corpus_with_impossible_tokens_is_refused_before_training_writes_anyth
 def test_a_truncated_tokens_file_is_one_line_naming_the_corpus(tmp_path, corpus, contents):
     bad = shutil.copytree(corpus, tmp_path / "bad")
     (bad / "tokens.npz").write_bytes(contents)
-    the_error(invoke("train", bad, "--out", tmp_path / "run", "--epochs", "1"), str(bad))
+    one_error(invoke("train", bad, "--out", tmp_path / "run", "--epochs", "1"), str(bad))
 
 
 def test_a_damaged_cache_entry_is_recomputed(tmp_path, chorale_files):
@@ -217,7 +203,7 @@ REFERENCE = Path("outputs/bach-small-reference")
     (["--bars", "5000"], "--no-ceiling"),
 ])
 def test_generate_options_out_of_range_are_one_line_and_write_nothing(tmp_path, args, named):
-    the_error(invoke("generate", REFERENCE, "--epoch", "150", *args, "--out", tmp_path / "out"), named)
+    one_error(invoke("generate", REFERENCE, "--epoch", "150", *args, "--out", tmp_path / "out"), named)
     assert not (tmp_path / "out").exists()
 
 
@@ -228,7 +214,7 @@ def test_generate_options_out_of_range_are_one_line_and_write_nothing(tmp_path, 
     (["--num", "8", "--samples", "4"], "--num 8"),
 ])
 def test_compare_options_out_of_range_are_one_line(tmp_path, args, named):
-    the_error(invoke("compare", REFERENCE, "--epochs", "100,150", *args, "--out", tmp_path / "page"), named)
+    one_error(invoke("compare", REFERENCE, "--epochs", "100,150", *args, "--out", tmp_path / "page"), named)
     assert not (tmp_path / "page").exists()
 
 

@@ -6,6 +6,7 @@ Every model here is tiny (16 units, embedding 8, windows of 32) so a run takes s
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import shutil
@@ -63,6 +64,24 @@ def error_lines(result) -> list[str]:
     """The lines a failed command printed (stderr and stdout together), progress-bar noise removed."""
     text = result.output
     return [line for line in text.splitlines() if line.strip() and not line.startswith("epoch ")]
+
+
+def one_error(result, *fragments: str) -> str:
+    """The CLI failed with exit 1 and one error line, the last (progress lines such as a baseline
+    or finished epochs may come first), holding every fragment; no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = error_lines(result)
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under a folder with its content's hash: to show that nothing in it changed."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def history(run: Path) -> list[dict]:
