@@ -22,14 +22,12 @@ BOS is given, never predicted, exactly as the LSTM predicts ``tokens[1:]`` from 
 
 All n-grams are held in a trie stored as one sorted key array per order (``parent id · V +
 token``), so fitting every order up to 12 and scoring the held-out pieces are a few vectorized
-passes; a model fitted at order n also answers for every lower order (``with_order``).
+passes; one fit at order n scores every lower order too (``probabilities_by_order``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -71,47 +69,8 @@ class NgramModel:
     occurrence: list[OrderTable]
     continuation: list[OrderTable]
 
-    def with_order(self, order: int) -> "NgramModel":
-        """The same counts read as a model of a lower order (identical to fitting that order)."""
-        if not 1 <= order <= len(self.keys):
-            raise ValueError(f"order {order} is outside 1..{len(self.keys)} this model was fitted for")
-        return dataclasses.replace(self, order=order)
-
     def table(self, k: int) -> OrderTable:
         return self.occurrence[k - 1] if k == self.order else self.continuation[k - 1]
-
-    def gram_id(self, gram: Sequence[int]) -> int:
-        """Trie id of an n-gram at level ``len(gram)``, or -1 if training never saw it (() is the root, 0)."""
-        node = 0
-        for level, token in enumerate(gram):
-            if not 0 <= int(token) < self.vocab_size:
-                return -1
-            keys = self.keys[level]
-            key = node * self.vocab_size + int(token)
-            i = int(np.searchsorted(keys, key))
-            if i == len(keys) or keys[i] != key:
-                return -1
-            node = i
-        return node
-
-    def distribution(self, context: Sequence[int]) -> np.ndarray:
-        """p(· | context) over the whole vocabulary; only the last ``order - 1`` tokens matter."""
-        probs = np.full(self.vocab_size, 1.0 / self.vocab_size)
-        context = [int(t) for t in context][max(0, len(context) - self.order + 1) :]
-        for k in range(1, len(context) + 2):
-            parent = self.gram_id(context[len(context) - k + 1 :])
-            table = self.table(k)
-            # a context unseen (or never continued) at order k is unseen at every higher order too
-            if parent < 0 or table.total[parent] == 0:
-                break
-            keys = self.keys[k - 1]
-            lo, hi = np.searchsorted(keys, [parent * self.vocab_size, (parent + 1) * self.vocab_size])
-            probs *= table.backoff[parent]
-            probs[keys[lo:hi] % self.vocab_size] += table.discounted[lo:hi] / table.total[parent]
-        return probs
-
-    def log2_prob(self, context: Sequence[int], token: int) -> float:
-        return float(np.log2(self.distribution(context)[int(token)]))
 
 
 def estimate_discounts(counts: np.ndarray) -> tuple[float, float, float]:
@@ -237,20 +196,13 @@ def probabilities_by_order(model: NgramModel, pieces: list[np.ndarray]) -> list[
     return result
 
 
-def _score(order: int, probs: np.ndarray, pieces: list[np.ndarray], vocab: Vocabulary) -> BaselineScore:
+def order_score(order: int, probs: np.ndarray, pieces: list[np.ndarray], vocab: Vocabulary) -> BaselineScore:
     notes = sum(count_notes(p, vocab) for p in pieces)
     predicted = sum(max(len(p) - 1, 0) for p in pieces)
     if notes == 0:
         raise ValueError("the held-out pieces hold no notes, so bits per note is undefined")
     bits = float(-np.log2(probs).sum())
     return BaselineScore(order, bits / notes, bits / predicted)
-
-
-def score_pieces(model: NgramModel, pieces: list[np.ndarray], vocab: Vocabulary) -> BaselineScore:
-    """Bits per note and per token of held-out pieces, counted exactly as the LSTM's are."""
-    if model.vocab_size != len(vocab):
-        raise ValueError(f"model vocabulary has {model.vocab_size} tokens, the corpus's {len(vocab)}")
-    return _score(model.order, probabilities_by_order(model, pieces)[-1], pieces, vocab)
 
 
 # The adaptive search fits this order first, then doubles it while the best order is within
@@ -273,7 +225,7 @@ def baseline_scores(
     order = max_order or FIRST_ORDER
     while True:
         model = fit_ngram(train, order, len(vocab))
-        scores = [_score(k, p, validation, vocab) for k, p in enumerate(probabilities_by_order(model, validation), 1)]
+        scores = [order_score(k, p, validation, vocab) for k, p in enumerate(probabilities_by_order(model, validation), 1)]
         if max_order or best_baseline(scores).order <= order - ORDER_PATIENCE or order >= ORDER_LIMIT:
             return scores
         order = min(ORDER_LIMIT, order * 2)

@@ -16,6 +16,7 @@ from typing import Callable, List, Optional
 import typer
 
 from composer import ComposerError
+from composer.config import PRIMER_BARS, VALIDATION_SHARE, CompareSettings, Limits, SampleSettings, TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="Learn music from MIDI corpora with a stacked LSTM and compose new pieces.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Bundled and music21 corpora.")
@@ -97,14 +98,13 @@ def tokenize(
     out: Path = typer.Option(..., "--out", "-o", help="directory for the tokenized corpus"),
     jobs: int = typer.Option(os.cpu_count() or 1, "--jobs", "-j", help="parallel processes"),
     no_cache: bool = typer.Option(False, "--no-cache", help="re-read every file instead of using the cache"),
-    max_mb: float = typer.Option(10.0, "--max-mb", help="skip files larger than this (.mxl: once decompressed)"),
-    max_quarters: float = typer.Option(10_000, "--max-quarters", help="skip pieces longer than this many quarter notes (after silences over 4 bars shrink to 4 bars)"),
-    max_tokens: int = typer.Option(100_000, "--max-tokens", help="skip pieces of more tokens than this"),
-    validation: float = typer.Option(0.1, "--validation", help="share of pieces held out for validation"),
+    max_mb: float = typer.Option(Limits.max_bytes / 1e6, "--max-mb", help="skip files larger than this (.mxl: once decompressed)"),
+    max_quarters: float = typer.Option(Limits.max_quarters, "--max-quarters", help="skip pieces longer than this many quarter notes (after silences over 4 bars shrink to 4 bars)"),
+    max_tokens: int = typer.Option(Limits.max_tokens, "--max-tokens", help="skip pieces of more tokens than this"),
+    validation: float = typer.Option(VALIDATION_SHARE, "--validation", help="share of pieces held out for validation"),
     velocity_bins: int = typer.Option(0, "--velocity-bins", help="tokenize velocity in this many bins (0: off)"),
 ) -> None:
     """Tokenize music files into a corpus for training, with a train/validation split."""
-    from composer.corpus import Limits
     from composer.dataset import default_cache_dir, tokenize_corpus
     from composer.tokens import TokenizerConfig
 
@@ -157,9 +157,9 @@ def parse_epochs(text: str) -> tuple[int, ...]:
 def train(
     data: Optional[Path] = typer.Argument(None, help="a tokenized corpus directory, or a folder of music files (with --resume: optional)"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory"),
-    epochs: int = typer.Option(150, "--epochs", help="train up to this epoch"),
-    save_at: str = typer.Option("100,150", "--save-at", help="epochs whose checkpoints are kept, e.g. 100,150"),
-    save_every: int = typer.Option(0, "--save-every", help="also keep every N-th epoch (0: off)"),
+    epochs: int = typer.Option(TrainConfig.epochs, "--epochs", help="train up to this epoch"),
+    save_at: str = typer.Option(",".join(map(str, TrainConfig.save_at)), "--save-at", help="epochs whose checkpoints are kept, e.g. 100,150"),
+    save_every: int = typer.Option(TrainConfig.save_every, "--save-every", help="also keep every N-th epoch (0: off)"),
     preset: Optional[str] = typer.Option(None, "--preset", help="small (2 x 256, the CPU recipe; default) or full (3 x 512, for GPUs)"),
     units: Optional[int] = typer.Option(None, "--units", help="LSTM units per layer (overrides the preset)"),
     layers: Optional[int] = typer.Option(None, "--layers", help="stacked LSTM layers (overrides the preset)"),
@@ -176,11 +176,10 @@ def train(
     transpose: Optional[int] = typer.Option(None, "--transpose", help="random transposition range in semitones (default 5; 0: off)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run from its last completed epoch, with its own settings"),
     seed: Optional[int] = typer.Option(None, "--seed", help="fixes data order, augmentation and initialization (default 0)"),
-    strategy: str = typer.Option("default", "--strategy", help="default, mirrored (all local GPUs) or multiworker (TF_CONFIG)"),
+    strategy: str = typer.Option(TrainConfig.strategy, "--strategy", help="default, mirrored (all local GPUs) or multiworker (TF_CONFIG)"),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on GPUs"),
 ) -> None:
     """Train the stacked LSTM, keeping checkpoints at the epochs you name."""
-    from composer.config import TrainConfig
     from composer.train import train_run
 
     recipe = {"window": window, "batch": batch, "learning_rate": learning_rate, "warmup_epochs": warmup_epochs,
@@ -284,13 +283,13 @@ def generate(
     tokens: Optional[int] = typer.Option(None, "--tokens", help="exactly this many tokens after the primer"),
     bars: Optional[float] = typer.Option(None, "--bars", help="fill this many bars after the primer"),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="fill this many seconds after the primer"),
-    temperature: float = typer.Option(1.0, "--temperature", help="below 1: safer; above 1: wilder; 0: greedy"),
-    top_k: int = typer.Option(0, "--top-k", help="sample among the k likeliest tokens (0: off)"),
-    top_p: float = typer.Option(1.0, "--top-p", help="sample from the smallest set holding this probability"),
+    temperature: float = typer.Option(SampleSettings.temperature, "--temperature", help="below 1: safer; above 1: wilder; 0: greedy"),
+    top_k: int = typer.Option(SampleSettings.top_k, "--top-k", help="sample among the k likeliest tokens (0: off)"),
+    top_p: float = typer.Option(SampleSettings.top_p, "--top-p", help="sample from the smallest set holding this probability"),
     primer: Optional[Path] = typer.Option(None, "--primer", help="a MIDI/MusicXML file whose opening is continued"),
-    primer_bars: float = typer.Option(2.0, "--primer-bars", help="bars of the primer to use"),
+    primer_bars: float = typer.Option(PRIMER_BARS, "--primer-bars", help="bars of the primer to use"),
     max_voices: Optional[int] = typer.Option(None, "--max-voices", help="no more notes sounding at once (default: the corpus's ceiling; 0: no limit)"),
-    seed: int = typer.Option(0, "--seed", help="the same seed gives the same samples"),
+    seed: int = typer.Option(SampleSettings.seed, "--seed", help="the same seed gives the same samples"),
     bpm: Optional[float] = typer.Option(None, "--bpm", help="tempo when there is no primer (default: corpus median)"),
     time_signature: Optional[str] = typer.Option(None, "--time-signature", help="metre of the samples, e.g. 3/4 (default: the primer's, else the corpus's most common)"),
     program: int = typer.Option(0, "--program", help="General MIDI program (0: piano)"),
@@ -302,7 +301,7 @@ def generate(
     """Compose new pieces from a checkpoint and write them as MIDI (and MusicXML, WAV)."""
     if sum(x is not None for x in (tokens, bars, seconds)) > 1:
         raise ComposerError("give one of --tokens, --bars and --seconds")
-    from composer.generate import SampleSettings, generate as run_generate
+    from composer.generate import generate as run_generate
 
     settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, tokens=tokens, max_voices=max_voices)
     result = run_generate(run, epoch, num, settings, bars, seconds, primer, primer_bars, bpm, program, out, musicxml=musicxml, time_signature=time_signature, wav=wav, no_ceiling=no_ceiling)
@@ -320,17 +319,17 @@ def generate(
 def compare(
     run: Path = typer.Argument(..., help="run directory"),
     epochs: str = typer.Option("100,150", "--epochs", help="saved epochs to compare, e.g. 100,150, or all"),
-    num: int = typer.Option(4, "--num", "-n", help="openings shown on the page with audio (columns)"),
-    samples: int = typer.Option(32, "--samples", help="continuations measured per checkpoint (the shown ones among them)"),
+    num: int = typer.Option(CompareSettings.num, "--num", "-n", help="openings shown on the page with audio (columns)"),
+    samples: int = typer.Option(CompareSettings.samples, "--samples", help="continuations measured per checkpoint (the shown ones among them)"),
     primer: Optional[Path] = typer.Option(None, "--primer", help="continue this file instead of validation openings"),
     primer_from: str = typer.Option("validation", "--primer-from", help="validation: openings of held-out pieces"),
-    primer_bars: float = typer.Option(2.0, "--primer-bars", help="bars of each primer"),
-    bars: float = typer.Option(16.0, "--bars", help="bars to generate after each primer"),
-    temperature: float = typer.Option(1.0, "--temperature", help="below 1: safer; above 1: wilder; 0: greedy"),
-    top_k: int = typer.Option(0, "--top-k", help="sample among the k likeliest tokens (0: off)"),
-    top_p: float = typer.Option(1.0, "--top-p", help="sample from the smallest set holding this probability"),
+    primer_bars: float = typer.Option(PRIMER_BARS, "--primer-bars", help="bars of each primer"),
+    bars: float = typer.Option(CompareSettings.bars, "--bars", help="bars to generate after each primer"),
+    temperature: float = typer.Option(SampleSettings.temperature, "--temperature", help="below 1: safer; above 1: wilder; 0: greedy"),
+    top_k: int = typer.Option(SampleSettings.top_k, "--top-k", help="sample among the k likeliest tokens (0: off)"),
+    top_p: float = typer.Option(SampleSettings.top_p, "--top-p", help="sample from the smallest set holding this probability"),
     max_voices: Optional[int] = typer.Option(None, "--max-voices", help="no more notes sounding at once (default: the corpus's ceiling; 0: no limit)"),
-    seed: int = typer.Option(0, "--seed", help="the same seeds for every epoch"),
+    seed: int = typer.Option(SampleSettings.seed, "--seed", help="the same seeds for every epoch"),
     soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="a General MIDI .sf2 (default: TimGM6mb from pretty_midi)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the page (default: RUN/compare/<stamp>)"),
     no_ceiling: bool = typer.Option(False, "--no-ceiling", help="allow over 1000 samples or 256 bars"),
@@ -338,9 +337,12 @@ def compare(
     """Listen to epochs side by side: the same primers continued by each checkpoint, with measures and their uncertainty."""
     if primer_from != "validation":
         raise ComposerError(f"--primer-from {primer_from!r}: only 'validation' is known")
-    from composer.compare import CompareSettings, compare as run_compare
+    from composer.compare import compare as run_compare
 
-    settings = CompareSettings(num, bars, primer, primer_bars, temperature, top_k, top_p, seed, soundfont, samples, max_voices, no_ceiling)
+    settings = CompareSettings(
+        num=num, bars=bars, primer=primer, primer_bars=primer_bars, temperature=temperature, top_k=top_k, top_p=top_p,
+        seed=seed, soundfont=soundfont, samples=samples, max_voices=max_voices, no_ceiling=no_ceiling,
+    )
     result = run_compare(run, epochs, settings, typer.echo, out)
     print_compare_summary(result)
 

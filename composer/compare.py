@@ -31,10 +31,10 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.config import check_option
+from composer.config import CompareSettings, check_option
 from composer.storage import building_folder, publish, readable, remove_abandoned, safe_stem
 from composer.metrics import Distinguishability
-from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, continuation, primer_from_file
+from composer.generate import Primer, bar_quarters, check_settings, continuation, primer_from_file
 from composer.corpus import estimate_key
 from composer.runs import Run
 from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes
@@ -47,22 +47,6 @@ OTHER_REAL = "training continuations"
 EXCERPTS = "training excerpts"  # the reference of a --primer comparison, which has no real continuation
 REAL_VS_REAL = "training vs held-out real"  # the classifier's sanity row
 REFERENCE_EXCERPTS = 240  # training excerpts measured as real music: enough for a steady mean, quick
-
-
-@dataclass
-class CompareSettings:
-    num: int = 4  # openings shown on the page, with audio
-    bars: float = 16
-    primer: Path | None = None
-    primer_bars: float = 2
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-    soundfont: Path | None = None
-    samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
-    max_voices: int | None = None  # None: the run's voice ceiling
-    no_ceiling: bool = False  # allow more samples and bars than a page is usually made of
 
 
 @dataclass
@@ -398,7 +382,7 @@ def compare(
     run = Run(run_dir)
     config = run.config()
     vocab = config.vocab()
-    sample_settings = SampleSettings(settings.temperature, settings.top_k, settings.top_p, settings.seed, max_voices=settings.max_voices)
+    sample_settings = settings.sampling()
     check_settings(sample_settings)
     check_compare_options(settings)
     checkpoints = run.resolve_many(epochs)

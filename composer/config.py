@@ -1,4 +1,9 @@
-"""Settings read from files and options: each field's range is declared beside the field, once.
+"""Every setting of composer, and its default, said once: the model (``ModelConfig``, ``PRESETS``),
+the training recipe (``TrainConfig``, ``RECIPES``), the corpus limits (``Limits``), sampling
+(``SampleSettings``) and the comparison page (``CompareSettings``). The command line reads its
+option defaults from here; run.json is written and read through ``runs.RunConfig``.
+
+Each field's range is declared beside the field, once.
 
 A dataclass field says what it may hold with ``metadata=within(low, high)`` (or ``choices``);
 ``dataclass_problem`` checks a dict read from a file (run.json) against the dataclass before
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from composer import ComposerError
 
@@ -236,3 +242,70 @@ class TrainConfig:
 
     def keeps(self, epoch: int) -> bool:
         return epoch in self.save_at or (self.save_every > 0 and epoch % self.save_every == 0)
+
+
+# ---- the corpus: what one file and one piece may hold ----------------------------------------
+
+DEFAULT_MAX_BYTES = 10_000_000
+# 10,000 quarters are 2,500 bars of 4/4, 83 minutes at 120 bpm: more than any single movement
+# (Beethoven's ninth, finale: about 3,500), so only broken or fuzzed timing reaches it
+DEFAULT_MAX_QUARTERS = 10_000.0
+# 100,000 tokens are about 40,000 notes at 2.4 tokens per note: a long, dense piano piece fits;
+# a chorale takes about 500. Training windows are a few hundred tokens, so a longer "piece"
+# would outweigh thousands of real ones
+DEFAULT_MAX_TOKENS = 100_000
+# silences longer than 4 bars of 4/4 shrink to 4 bars: no piece rests that long mid-way, while
+# broken delta times (0x0FFFFFFF ticks) would otherwise become millions of TimeShift tokens
+DEFAULT_MAX_SILENCE = 16.0
+VALIDATION_SHARE = 0.1  # of the pieces, held out (whole pieces, never windows of them)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one file and one piece, by musical sense (never by memory use)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES  # on disk, and decompressed for .mxl
+    max_quarters: float = DEFAULT_MAX_QUARTERS  # last onset, after long silences are shrunk
+    max_tokens: int = DEFAULT_MAX_TOKENS  # per piece, checked after encoding
+    max_silence: float = DEFAULT_MAX_SILENCE  # quarters of silence kept at most
+
+
+# ---- sampling and the comparison page --------------------------------------------------------
+
+PRIMER_BARS = 2.0  # bars of a primer's opening continued by generate and by compare
+
+
+@dataclass
+class SampleSettings:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    seed: int = 0
+    tokens: int | None = None
+    steps: int | None = None
+    cap: int = 4096  # tokens, when neither ``tokens`` nor ``steps`` bounds a sample
+    max_voices: int | None = None  # None: the run's voice ceiling; 0: no limit
+    max_rest: int | None = None  # in a span: the longest silence, in steps (None: any)
+
+    def describe(self) -> str:
+        return f"seed{self.seed}_temp{self.temperature:g}_topk{self.top_k}_topp{self.top_p:g}"
+
+
+@dataclass
+class CompareSettings:
+    num: int = 4  # openings shown on the page, with audio
+    bars: float = 16
+    primer: Path | None = None
+    primer_bars: float = PRIMER_BARS
+    # the page samples as generate does, from the same defaults
+    temperature: float = SampleSettings.temperature
+    top_k: int = SampleSettings.top_k
+    top_p: float = SampleSettings.top_p
+    seed: int = SampleSettings.seed
+    soundfont: Path | None = None
+    samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
+    max_voices: int | None = SampleSettings.max_voices
+    no_ceiling: bool = False  # allow more samples and bars than a page is usually made of
+
+    def sampling(self) -> SampleSettings:
+        return SampleSettings(self.temperature, self.top_k, self.top_p, self.seed, max_voices=self.max_voices)

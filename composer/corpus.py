@@ -23,23 +23,13 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from composer import ComposerError
+from composer.config import Limits
 from composer.storage import atomic_path
 from composer.tokens import Note, NoteColumns
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 MUSIC21_SUFFIXES = {".xml", ".mxl", ".musicxml", ".abc", ".krn"}
 SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES
-DEFAULT_MAX_BYTES = 10_000_000
-# 10,000 quarters are 2,500 bars of 4/4, 83 minutes at 120 bpm: more than any single movement
-# (Beethoven's ninth, finale: about 3,500), so only broken or fuzzed timing reaches it
-DEFAULT_MAX_QUARTERS = 10_000.0
-# 100,000 tokens are about 40,000 notes at 2.4 tokens per note: a long, dense piano piece fits;
-# a chorale takes about 500. Training windows are a few hundred tokens, so a longer "piece"
-# would outweigh thousands of real ones
-DEFAULT_MAX_TOKENS = 100_000
-# silences longer than 4 bars of 4/4 shrink to 4 bars: no piece rests that long mid-way, while
-# broken delta times (0x0FFFFFFF ticks) would otherwise become millions of TimeShift tokens
-DEFAULT_MAX_SILENCE = 16.0
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute
 NUMERATOR_RANGE = (1, 64)
 DENOMINATORS = (1, 2, 4, 8, 16, 32, 64)
@@ -52,16 +42,6 @@ class UnusableFile(Exception):
 class UnreadableFile(UnusableFile):
     """Skipped because the system would not let it be read (permissions, a vanished file): a
     state of the machine, not of the file's content, so never cached by content."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on one file and one piece, by musical sense (never by memory use)."""
-
-    max_bytes: int = DEFAULT_MAX_BYTES  # on disk, and decompressed for .mxl
-    max_quarters: float = DEFAULT_MAX_QUARTERS  # last onset, after long silences are shrunk
-    max_tokens: int = DEFAULT_MAX_TOKENS  # per piece, checked after encoding
-    max_silence: float = DEFAULT_MAX_SILENCE  # quarters of silence kept at most
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
+from composer.config import VALIDATION_SHARE
 from composer.corpus import Limits, Piece, UnreadableFile, UnusableFile, discover_music_files, read_bounded, read_pieces
 from composer.storage import FolderLock, atomic_path, write_together
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
@@ -418,7 +419,7 @@ def tokenize_corpus(
     jobs: int | None = None,
     limits: Limits = Limits(),
     cache_dir: Path | None = None,
-    validation_share: float = 0.1,
+    validation_share: float = VALIDATION_SHARE,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> TokenizeSummary:
     """Read every music file under ``sources``, tokenize, split, and write the corpus to ``out``.

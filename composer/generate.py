@@ -33,25 +33,9 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
-from composer.config import check_option, metre_problem
+from composer.config import PRIMER_BARS, SampleSettings, check_option, metre_problem
 from composer.storage import safe_stem
 from composer.tokens import BOS, EOS, PAD, Grammar, Kind, Note, Vocabulary, encode_notes
-
-
-@dataclass
-class SampleSettings:
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1.0: off
-    seed: int = 0
-    tokens: int | None = None
-    steps: int | None = None
-    cap: int = 4096  # tokens, when neither ``tokens`` nor ``steps`` bounds a sample
-    max_voices: int | None = None  # None: the run's voice ceiling; 0: no limit
-    max_rest: int | None = None  # in a span: the longest silence, in steps (None: any)
-
-    def describe(self) -> str:
-        return f"seed{self.seed}_temp{self.temperature:g}_topk{self.top_k}_topp{self.top_p:g}"
 
 
 def check_settings(settings: SampleSettings) -> None:
@@ -450,7 +434,7 @@ def generate(
     bars: float | None = None,
     seconds: float | None = None,
     primer: Path | None = None,
-    primer_bars: float = 2.0,
+    primer_bars: float = PRIMER_BARS,
     bpm: float | None = None,
     program: int = 0,
     out: Path | None = None,

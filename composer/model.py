@@ -22,6 +22,7 @@ import numpy as np
 
 from composer import ComposerError
 from composer.config import ModelConfig
+from composer.runs import EPOCH_ENTRY, EPOCH_ENTRY_BYTES
 
 def build_model(config: ModelConfig):
     """The training graph: token ids (batch, time) → logits (batch, time, vocab)."""
@@ -37,17 +38,6 @@ def build_model(config: ModelConfig):
         x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(tokens, logits, name="composer_lstm")
-
-
-def cudnn_compatible(layer) -> bool:
-    """Keras uses the fused cuDNN kernel only for LSTMs with these settings."""
-    return (
-        layer.activation.__name__ == "tanh"
-        and layer.recurrent_activation.__name__ == "sigmoid"
-        and layer.recurrent_dropout == 0
-        and not layer.unroll
-        and layer.use_bias
-    )
 
 
 # Inside a .keras archive. A model's config.json is a few kB and metadata.json a line: a cap well
@@ -272,8 +262,6 @@ def inspect_checkpoint(path: Path, expected: ModelConfig | None = None) -> Stepp
     """Read a .keras archive without TensorFlow: every member bounded and checksummed; with
     ``expected`` (run.json's model) the layers checked against it and the weights returned."""
     import zipfile
-
-    from composer.runs import EPOCH_ENTRY, EPOCH_ENTRY_BYTES
 
     if not path.is_file():
         raise CheckpointProblem("no such checkpoint")

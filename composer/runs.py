@@ -30,6 +30,7 @@ from pathlib import Path
 
 from composer import ComposerError
 from composer.config import ModelConfig, TrainConfig, dataclass_problem, describe, metre_problem, within
+from composer.tokens import TokenizerConfig, Vocabulary
 
 HISTORY_FIELDS = ["epoch", "loss", "val_loss", "val_bits_per_note", "seconds"]
 EPOCH_ENTRY = "composer.json"  # inside a .keras archive: the epoch its weights hold
@@ -77,17 +78,13 @@ class RunConfig:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
-    def vocab(self):
-        from composer.tokens import Vocabulary
-
+    def vocab(self) -> Vocabulary:
         return Vocabulary.from_dict(self.vocabulary)
 
-    def model_config(self):
-
+    def model_config(self) -> ModelConfig:
         return ModelConfig(**self.model)
 
-    def train_config(self):
-
+    def train_config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.train)
 
 
@@ -98,8 +95,6 @@ def run_json_problem(values) -> str | None:
     """The first field of a run.json that cannot be what it says, as "field: why" (None when all
     can): every section and field checked for type and range, the vocabulary against its own
     configuration and the model's size, the schedule for order, before anything is built."""
-    from composer.tokens import TokenizerConfig, Vocabulary
-
     if not isinstance(values, dict):
         return f"{describe(values)} is not an object"
     unknown = [key for key in values if key not in ("model", "vocabulary", "train", "data", "baseline", "preset")]

@@ -25,10 +25,12 @@ from typing import Callable
 import numpy as np
 
 from composer import ComposerError
+from composer.baseline import baseline_scores, best_baseline
 from composer.config import DECAYS, PRESETS, SIZES, STRATEGIES, ModelConfig, TrainConfig
-from composer.storage import atomic_path, write_text
+from composer.dataset import TokenCorpus, corpus_voice_ceiling, default_cache_dir, tokenize_corpus, training_windows
 from composer.model import build_model, load_checkpoint
-from composer.runs import HISTORY_FIELDS, Run
+from composer.runs import EPOCH_ENTRY, HISTORY_FIELDS, Run, RunConfig, RunData
+from composer.storage import TEMPORARY_MARK, FolderLock, atomic_path, remove_leftovers, write_text
 from composer.tokens import Vocabulary
 
 def learning_rate(epoch: int, config: TrainConfig) -> float:
@@ -291,7 +293,6 @@ def train_step(model, strategy, config: TrainConfig, train: list[np.ndarray], pi
     """
     import tensorflow as tf
 
-    from composer.dataset import training_windows
 
     optimizer = model.optimizer
     replicas = strategy.num_replicas_in_sync
@@ -411,7 +412,6 @@ def save_model(model, path: Path, include_optimizer: bool, epoch: int | None = N
 
     import keras
 
-    from composer.runs import EPOCH_ENTRY
 
     with atomic_path(path) as tmp:
         if include_optimizer:
@@ -444,7 +444,6 @@ def append_history(run: Run, result: EpochResult) -> None:
 
 def load_corpus(data: Path, into: Path, report: Callable[[str], None]):
     """DATA is a tokenized corpus, or music files tokenized (with the cache) into ``into``."""
-    from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
 
     if (data / "corpus.json").exists():
         return TokenCorpus.load(data), data
@@ -542,7 +541,6 @@ def train_run(
     ``as_worker``: this process is a non-chief worker of a multi-worker run, training in a
     scratch folder (see ``train_as_worker``).
     """
-    from composer.storage import FolderLock
 
     if config.strategy not in STRATEGIES:
         raise ComposerError(f"unknown strategy {config.strategy!r} (choose {', '.join(STRATEGIES)})")
@@ -615,7 +613,6 @@ def foreign_entries(run: Run) -> list[str]:
     """The names in a would-be run folder that `composer train` did not write: none in a run
     (a run.json it can read); else every entry, except what train writes before run.json
     when its lock file shows that train was there (a run killed before its first epoch)."""
-    from composer.storage import TEMPORARY_MARK
 
     if not run.root.is_dir():
         return []
@@ -632,127 +629,148 @@ def foreign_entries(run: Run) -> list[str]:
 
 
 def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_precision, report, progress, given, as_worker) -> TrainSummary:
-    from composer.baseline import baseline_scores, best_baseline
-    from composer.dataset import corpus_voice_ceiling
-    from composer.runs import RunConfig, RunData
-    from composer.storage import remove_leftovers
+    import keras
 
     run = Run(run_dir)
     summary = TrainSummary(run=run_dir)
-    if not resume and run.last.exists():
-        raise ComposerError(f"{run_dir} already holds a run; add --resume to continue it or choose another --out")
-    if resume and not run.last.exists():
-        raise ComposerError(f"{run_dir}: nothing to resume (no checkpoints/last.keras)")
-    previous = run.config() if resume else None
-    if resume:
-        # every epoch the run recorded is checked before anything in it is touched
-        done = run.last_epoch()
-        run.history()
-        run.saved_epochs()
-        remove_leftovers(run.checkpoints)
-        remove_leftovers(run.root)
+    previous, done = checked_for_resume(run, resume)
+    if previous is not None:
         corpus, corpus_dir = resumed_corpus(data, run, previous, report)
         refuse_changes(previous, given, preset)
     else:
         corpus, corpus_dir = load_corpus(data, run.corpus_dir, report)
-    vocab = corpus.vocab
     train, validation = corpus.split("train"), corpus.split("validation")
-    validation_notes = sum(p.notes for p in corpus.records("validation"))
     if not train:
         raise ComposerError(f"{corpus_dir}: no training pieces")
-
-    if run.baseline_path.exists():
-        baseline = json.loads(run.baseline_path.read_text())
-    elif as_worker:
-        baseline = {"scores": [], "best": None}  # the chief computes and reports the yardstick
-    else:
-        scores = baseline_scores(train, validation, vocab) if validation else []
-        baseline = {"scores": [asdict(s) for s in scores], "best": asdict(best_baseline(scores)) if scores else None}
-        summary.written.append(write_text(run.baseline_path, json.dumps(baseline, indent=1)))
+    baseline = yardstick(run, train, validation, corpus.vocab, as_worker, summary)
     if baseline["best"]:
         summary.baseline_bits = baseline["best"]["bits_per_note"]
         report(f"n-gram baseline: {summary.baseline_bits:.3f} bits per note (n = {baseline['best']['order']})")
 
-    import keras
-
     if previous is not None:
-        model_config = previous.model_config()
-        session = {k: getattr(config, k) for k in ("epochs", "save_at", "save_every", "strategy")}
-        config = previous.train_config()
-        config.save_at, config.save_every, config.strategy = session["save_at"], session["save_every"], session["strategy"]
-        config = config.extended_to(session["epochs"], done) if session["epochs"] > done else replace(config, epochs=session["epochs"])
-        preset = previous.preset
+        model_config, config, preset = previous.model_config(), resumed_train_config(previous, config, done), previous.preset
     else:
-        model_config = ModelConfig.preset(preset, len(vocab), mixed_precision=mixed_precision, **model_overrides)
+        model_config = ModelConfig.preset(preset, len(corpus.vocab), mixed_precision=mixed_precision, **model_overrides)
     if model_config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
     strategy = distribution_strategy(config.strategy)
     with strategy.scope():
         if previous is not None:
-            model = load_checkpoint(run.last, len(vocab), model_config, compile=True)
-            first_epoch = done + 1
+            model = load_checkpoint(run.last, len(corpus.vocab), model_config, compile=True)
         else:
             model = build_model(model_config)
             compile_model(model, config)
-            first_epoch = 1
+    first_epoch = done + 1
     if first_epoch > config.epochs:
-        report(f"{run_dir} has already trained {first_epoch - 1} epochs; raise --epochs to continue")
+        report(f"{run_dir} has already trained {done} epochs; raise --epochs to continue")
         return summary
     config, notes = sensible_keeping(config)
     for note in notes:
         report(note)
-
     run_config = RunConfig(
         model=model_config.to_dict(),
-        vocabulary=vocab.to_dict(),
+        vocabulary=corpus.vocab.to_dict(),
         train=config.to_dict(),
-        data=RunData(
-            source=str(data) if data is not None else previous.data.source,
-            corpus=str(corpus_dir),
-            corpus_hash=corpus.content_hash(),
-            train_pieces=len(train),
-            validation_pieces=len(validation),
-            train_tokens=int(sum(len(p) for p in train)),
-            validation_notes=validation_notes,
-            median_bpm=float(np.median([p.tempo for p in corpus.pieces])),
-            time_signature=_most_common([p.time_signature for p in corpus.pieces]),
-            max_voices=corpus_voice_ceiling(corpus),
-        ),
+        data=run_data(corpus, corpus_dir, str(data) if data is not None else previous.data.source),
         baseline=baseline["best"],
         preset=preset,
     )
     summary.written.append(write_text(run.config_path, run_config.to_json()))
 
-    pitch_tokens = (vocab.pitch_offset, len(vocab.pitches))
-    best = summary.baseline_bits
+    validation_notes = sum(p.notes for p in corpus.records("validation"))
+    pitch_tokens = (corpus.vocab.pitch_offset, len(corpus.vocab.pitches))
+    try:
+        summary.epochs = fit(
+            model, run, train, validation, validation_notes, config, first_epoch, pitch_tokens,
+            epoch_reporter(config, summary.baseline_bits, report), progress, strategy,
+        )
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        report(interrupted_line(run, config))
+        if run.last_epoch() == 0:
+            return summary
+    summary.written += [run.history_path, run.last] + [r.saved for r in summary.epochs if r.saved]
+    return summary
 
+
+def checked_for_resume(run: Run, resume: bool) -> tuple[RunConfig | None, int]:
+    """The run's recorded settings and last completed epoch when resuming (None, 0 for a new
+    run), after every file the run recorded is checked and the leftovers of a killed writer are
+    removed: nothing in a run is touched before it is known to be whole."""
+    if not resume and run.last.exists():
+        raise ComposerError(f"{run.root} already holds a run; add --resume to continue it or choose another --out")
+    if not resume:
+        return None, 0
+    if not run.last.exists():
+        raise ComposerError(f"{run.root}: nothing to resume (no checkpoints/last.keras)")
+    previous = run.config()
+    done = run.last_epoch()
+    run.history()
+    run.saved_epochs()
+    remove_leftovers(run.checkpoints)
+    remove_leftovers(run.root)
+    return previous, done
+
+
+def yardstick(run: Run, train: list, validation: list, vocab: Vocabulary, as_worker: bool, summary: TrainSummary) -> dict:
+    """The n-gram baseline the run is measured against: computed once per run and kept in
+    baseline.json (a resumed run reads it back)."""
+    if run.baseline_path.exists():
+        return json.loads(run.baseline_path.read_text())
+    if as_worker:
+        return {"scores": [], "best": None}  # the chief computes and reports the yardstick
+    scores = baseline_scores(train, validation, vocab) if validation else []
+    baseline = {"scores": [asdict(s) for s in scores], "best": asdict(best_baseline(scores)) if scores else None}
+    summary.written.append(write_text(run.baseline_path, json.dumps(baseline, indent=1)))
+    return baseline
+
+
+def resumed_train_config(previous: RunConfig, session: TrainConfig, done: int) -> TrainConfig:
+    """The run's own recipe, with what a session may change (epochs and what is kept, the
+    strategy); more epochs add a stretch to the learning-rate schedule."""
+    config = previous.train_config()
+    config.save_at, config.save_every, config.strategy = session.save_at, session.save_every, session.strategy
+    return config.extended_to(session.epochs, done) if session.epochs > done else replace(config, epochs=session.epochs)
+
+
+def run_data(corpus, corpus_dir: Path, source: str) -> RunData:
+    train, validation = corpus.split("train"), corpus.split("validation")
+    return RunData(
+        source=source,
+        corpus=str(corpus_dir),
+        corpus_hash=corpus.content_hash(),
+        train_pieces=len(train),
+        validation_pieces=len(validation),
+        train_tokens=int(sum(len(p) for p in train)),
+        validation_notes=sum(p.notes for p in corpus.records("validation")),
+        median_bpm=float(np.median([p.tempo for p in corpus.pieces])),
+        time_signature=_most_common([p.time_signature for p in corpus.pieces]),
+        max_voices=corpus_voice_ceiling(corpus),
+    )
+
+
+def epoch_reporter(config: TrainConfig, baseline_bits: float | None, report: Callable[[str], None]) -> Callable[[EpochResult], None]:
     def announce(result: EpochResult) -> None:
-        versus = f" (n-gram {best:.3f})" if best is not None else ""
+        versus = f" (n-gram {baseline_bits:.3f})" if baseline_bits is not None else ""
         kept = f"  saved {result.saved}" if result.saved else ""
         report(
             f"epoch {result.epoch}/{config.epochs}  loss {result.loss:.4f}  "
             f"validation {result.val_bits_per_note:.3f} bits/note{versus}  {result.seconds:.1f} s{kept}"
         )
 
-    try:
-        summary.epochs = fit(
-            model, run, train, validation, validation_notes, config, first_epoch, pitch_tokens, announce, progress,
-            strategy,
-        )
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        done = run.last_epoch()
-        if done == 0:
-            report("interrupted in the first epoch: nothing to keep yet; start again with the same command")
-            return summary
-        report(
-            f"interrupted: epoch {done} is the last completed one, saved in {run.last}; continue with "
-            f"`composer train --out {run_dir} --epochs {config.epochs} --save-at {','.join(map(str, config.save_at))}"
-            + (f" --save-every {config.save_every}" if config.save_every else "") + " --resume`"
-        )
-    summary.written += [run.history_path, run.last] + [r.saved for r in summary.epochs if r.saved]
-    return summary
+    return announce
+
+
+def interrupted_line(run: Run, config: TrainConfig) -> str:
+    done = run.last_epoch()
+    if done == 0:
+        return "interrupted in the first epoch: nothing to keep yet; start again with the same command"
+    return (
+        f"interrupted: epoch {done} is the last completed one, saved in {run.last}; continue with "
+        f"`composer train --out {run.root} --epochs {config.epochs} --save-at {','.join(map(str, config.save_at))}"
+        + (f" --save-every {config.save_every}" if config.save_every else "") + " --resume`"
+    )
 
 
 def resumed_corpus(data: Path | None, run: Run, previous, report: Callable[[str], None]):
@@ -760,7 +778,6 @@ def resumed_corpus(data: Path | None, run: Run, previous, report: Callable[[str]
     content; another corpus is refused before anything in the run is touched."""
     import tempfile
 
-    from composer.dataset import TokenCorpus
 
     if data is None:
         recorded = Path(previous.data.corpus)

@@ -9,7 +9,11 @@ import pytest
 
 from composer import cli
 from composer.compare import CompareSettings
-from composer.generate import SampleSettings
+from composer.config import Limits, TrainConfig
+from composer.dataset import tokenize_corpus
+from composer.demo import demo
+from composer.generate import SampleSettings, generate
+from composer.tokens import TokenizerConfig
 
 
 def option_defaults(command) -> dict:
@@ -20,9 +24,38 @@ def field_defaults(cls) -> dict:
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
-@pytest.mark.parametrize("command,settings", [(cli.generate, SampleSettings), (cli.compare, SampleSettings), (cli.compare, CompareSettings)])
-def test_option_defaults_equal_the_settings_defaults(command, settings):
-    options, fields = option_defaults(command), field_defaults(settings)
-    shared = sorted(set(options) & set(fields))
-    assert {"temperature", "top_k", "top_p", "seed"} <= set(shared)
-    assert {name: options[name] for name in shared} == {name: fields[name] for name in shared}
+def keyword_defaults(function) -> dict:
+    return {name: p.default for name, p in inspect.signature(function).parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+@pytest.mark.parametrize(
+    "command,defaults,at_least",
+    [
+        (cli.generate, field_defaults(SampleSettings), {"temperature", "top_k", "top_p", "seed", "max_voices"}),
+        (cli.compare, field_defaults(SampleSettings), {"temperature", "top_k", "top_p", "seed", "max_voices"}),
+        (cli.compare, field_defaults(CompareSettings), {"num", "bars", "samples", "primer_bars", "soundfont", "no_ceiling"}),
+        (cli.generate, keyword_defaults(generate), {"epoch", "num", "primer_bars", "program", "musicxml", "wav", "bpm", "time_signature"}),
+        (cli.demo, keyword_defaults(demo), {"epochs", "num", "bars"}),
+        (cli.train, field_defaults(TrainConfig), {"epochs", "save_every", "strategy"}),
+        (cli.tokenize, field_defaults(TokenizerConfig), {"velocity_bins"}),
+        (cli.tokenize, {"max_quarters": Limits.max_quarters, "max_tokens": Limits.max_tokens, "max_mb": Limits.max_bytes / 1e6,
+                        "validation": keyword_defaults(tokenize_corpus)["validation_share"]}, {"max_quarters", "max_tokens", "max_mb", "validation"}),
+    ],
+)
+def test_option_defaults_equal_the_library_defaults(command, defaults, at_least):
+    options = option_defaults(command)
+    # epoch lists are text on the command line (checked below); train's None means "the preset's"
+    overrides = {"save_at"} | ({name for name, value in options.items() if value is None} if command is cli.train else set())
+    shared = sorted(set(options) & set(defaults) - overrides)
+    assert at_least <= set(shared)
+    assert {name: options[name] for name in shared} == {name: defaults[name] for name in shared}
+
+
+@pytest.mark.parametrize("command,function", [(cli.train, None), (cli.demo, demo)])
+def test_epoch_lists_equal_the_library_defaults(command, function):
+    expected = TrainConfig.save_at if function is None else keyword_defaults(function)["save_at"]
+    assert cli.parse_epochs(option_defaults(command)["save_at"]) == tuple(expected)
+
+
+def test_compare_epochs_default_is_the_kept_epochs_of_a_default_run():
+    assert cli.parse_epochs(option_defaults(cli.compare)["epochs"]) == TrainConfig.save_at

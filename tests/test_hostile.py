@@ -26,9 +26,8 @@ from typer.testing import CliRunner
 import composer.corpus as corpus_module
 from composer import ComposerError
 from composer.cli import app
+from composer.config import DEFAULT_MAX_QUARTERS, DEFAULT_MAX_TOKENS
 from composer.corpus import (
-    DEFAULT_MAX_QUARTERS,
-    DEFAULT_MAX_TOKENS,
     Limits,
     UnusableFile,
     collapse_silences,

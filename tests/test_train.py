@@ -382,25 +382,6 @@ def test_presets_keep_the_cudnn_conditions(preset, fused_calls):
     assert fused_calls == [{"supported": True, "masked": False}] * len(lstms)
 
 
-@pytest.mark.tensorflow
-def test_cudnn_compatible_rejects_what_disables_the_fused_kernel():
-    import keras
-
-    from composer.model import cudnn_compatible
-
-    def lstm(**kwargs):
-        layer = keras.layers.LSTM(8, **kwargs)
-        layer.build((None, None, 4))
-        return layer
-
-    assert cudnn_compatible(lstm())
-    assert not cudnn_compatible(lstm(recurrent_dropout=0.1))
-    assert not cudnn_compatible(lstm(activation="relu"))
-    assert not cudnn_compatible(lstm(recurrent_activation="hard_sigmoid"))
-    assert not cudnn_compatible(lstm(use_bias=False))
-    assert not cudnn_compatible(lstm(unroll=True))
-
-
 # ---- training windows ------------------------------------------------------------------------
 
 
@@ -637,12 +618,12 @@ def test_multiworker_without_tf_config_is_a_one_line_error(tmp_path, corpus, mon
 
 
 @pytest.mark.tensorflow
-def test_regularizers_land_in_run_json_resume_exactly_and_keep_cudnn(tmp_path, corpus):
+def test_regularizers_land_in_run_json_resume_exactly_and_keep_cudnn(tmp_path, corpus, fused_calls):
     """--input-dropout, --embedding-dropout and --weight-decay: recorded, trained with (AdamW, the
     LSTMs' dropout), resumed with the same masks and decay, and the fused-kernel conditions kept."""
     import keras
 
-    from composer.model import cudnn_compatible, load_checkpoint
+    from composer.model import load_checkpoint
 
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ("--input-dropout", "0.2", "--embedding-dropout", "0.1", "--weight-decay", "0.05", "--save-at", "3")
@@ -660,7 +641,10 @@ def test_regularizers_land_in_run_json_resume_exactly_and_keep_cudnn(tmp_path, c
     model = keras.saving.load_model(split / "checkpoints" / "last.keras")
     assert type(model.optimizer).__name__ == "AdamW" and model.optimizer.weight_decay == pytest.approx(0.05)
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
-    assert lstms and all(cudnn_compatible(l) and l.dropout == 0.2 and l.recurrent_dropout == 0 for l in lstms)
+    assert lstms and all(l.dropout == 0.2 and l.recurrent_dropout == 0 for l in lstms)
+    fused_calls.clear()  # training's calls were recorded too (and all tried the kernel)
+    model(np.ones((2, 8), "int32"), training=True)  # the fused kernel is tried by every LSTM, as loaded
+    assert fused_calls == [{"supported": True, "masked": False}] * len(lstms)
     kinds = [type(layer).__name__ for layer in model.layers[1:]]
     assert kinds[:2] == ["Embedding", "Dropout"] and model.get_layer("embedding_dropout").noise_shape == (None, None, 1)
     probe = probe_tokens(corpus)
