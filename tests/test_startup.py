@@ -37,3 +37,8 @@ def test_help_imports_no_heavy_library(command):
     assert heavy == "", f"`composer {' '.join(command)} --help` imports {heavy}"
     if not command:
         assert int(count) < 400, f"`composer --help` imports {count} modules"
+
+
+def test_python_dash_m_composer_is_the_same_command():
+    done = subprocess.run([sys.executable, "-m", "composer", "info", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and "Usage:" in done.stdout and "run directory" in done.stdout, done.stderr
