@@ -105,7 +105,7 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     # states reached by different shifts share one entry when their sounding notes agree
     key = (
         grammar.pending, grammar.pitch if grammar.pending else None, tuple(grammar.run), grammar.last_pitch,
-        grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), left,
+        grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), grammar.tied, left,
     )
     if key in memo:
         return memo[key]
@@ -113,10 +113,12 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     kinds = grammar.kinds[allowed]
     # one representative per kind suffices except for shifts, whose values change what may follow:
     # the lowest pitch leaves the most room for chord notes, the shortest duration blocks least
-    # notes first: completing a note is the short way to finish, so most searches end at once
+    # notes first: completing a note is the short way to finish, so most searches end at once;
+    # with ties the longest duration too, which alone lets a note go on
+    durations = allowed[kinds == Kind.DURATION]
     candidates = [allowed[kinds == kind][0] for kind in (Kind.DURATION, Kind.VELOCITY, Kind.PITCH) if (kinds == kind).any()] + list(
-        allowed[kinds == Kind.SHIFT]
-    )
+        durations[-1:] if grammar.vocab.config.ties and len(durations) > 1 else []
+    ) + list(allowed[kinds == Kind.SHIFT])
     result = False
     for token in candidates:
         child = _advanced(grammar, token)
@@ -148,11 +150,13 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
     kinds = grammar.kinds
     for kind in (Kind.SHIFT, Kind.PITCH, Kind.VELOCITY, Kind.DURATION):
         # a higher pitch or a longer duration never makes finishing easier, so scanning from the
-        # top, the first token that can finish vouches for every one below it
+        # top, the first token that can finish vouches for every one below it; with ties, the
+        # longest duration (which a tie may follow) vouches for none
         tokens = np.flatnonzero(allowed & (kinds == kind))[::-1]
+        tie = vocab.duration_offset + len(vocab.grid) - 1 if vocab.config.ties else None
         for token in tokens:
             if can_finish(_advanced(grammar, token), left - 1, memo):
-                if kind != Kind.SHIFT:
+                if kind != Kind.SHIFT and token != tie:
                     break
             else:
                 allowed[token] = False
