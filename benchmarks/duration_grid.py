@@ -7,7 +7,7 @@ SOURCES default to the bundled chorales (midi_data/). Every piece is read once a
 each of four settings: ``clamp`` (the default), ``fine`` (``tokens.FINE_BEAT_RES``, clamped),
 ``tie`` (the default grid, ``long_notes="tie"``) and ``fine+tie``. One split serves them all:
 the one the default tokens give (``dataset.assign_splits``), so the held-out pieces are the same.
-Printed per setting: vocabulary size, tokens per note, the notes whose duration changes value
+Printed first: how many pieces change metre. Then per setting: vocabulary size, tokens per note, the notes whose duration changes value
 on the grid (by length: up to 4 quarters, 4 to 8, over 8; durations first rounded to the 1/12
 quarter step), and the best order's held-out bits per note and bits per token (``baseline_scores``
 fitted on the training pieces; the LSTM's yardstick). The design's rule: the default changes
@@ -42,14 +42,14 @@ SETTINGS = {
 }
 
 
-def read(path: Path) -> list[tuple[str, NoteColumns]]:
-    """(a hash naming the piece, its notes) for every usable piece of a file."""
+def read(path: Path) -> list[tuple[str, NoteColumns, int]]:
+    """(a hash naming the piece, its notes, its changes of metre) for every usable piece of a file."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     try:
         pieces = read_pieces(path)
     except Exception:
         return []
-    return [(f"{digest}:{tune}", NoteColumns.of(p.notes)) for tune, p in pieces if isinstance(p, Piece)]
+    return [(f"{digest}:{tune}", NoteColumns.of(p.notes), len(p.meta["metre"]) - 1) for tune, p in pieces if isinstance(p, Piece)]
 
 
 def changed(notes: NoteColumns, vocab: Vocabulary) -> tuple[int, int, int]:
@@ -72,8 +72,11 @@ def main() -> None:
     files = find_music_files(args.sources)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         pieces = [piece for result in pool.map(read, files, chunksize=4) for piece in result]
+    changing = sum(1 for _, _, c in pieces if c)
+    pieces = [(h, n) for h, n, _ in pieces]
     hashes = [h for h, _ in pieces]
     print(f"{len(files)} files, {len(pieces)} pieces, {sum(len(n) for _, n in pieces):,} notes, read in {time.perf_counter() - started:.0f} s")
+    print(f"{changing} pieces change metre (meta['metre'])")
     default = Vocabulary(SETTINGS["clamp"])
     splits = assign_splits([encode_notes(n, default) for _, n in pieces], hashes, 0.1)
     print(f"split: {splits.count('train')} train, {splits.count('validation')} validation (the default tokens' split for every setting)")
