@@ -48,7 +48,7 @@ def bars(changes: Sequence[Change], end: float) -> list[tuple[float, float, str]
         while start < min(stop, end) - _EPS or not result:
             result.append((start, min(bar, stop - start), signature))
             start += bar
-        if start >= end - _EPS:
+        if min(start, stop) >= end - _EPS:  # covered (start passes stop when a change cuts a bar)
             break
     return result
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from composer.corpus import Limits, read_midi, read_midi_mido, read_piece, write_midi
 from composer.generate import Primer, primer_from_file
-from composer.metre import bars, bars_end, changes_before, metre_at, metre_changes
+from composer.metre import bar_quarters, bars, bars_end, changes_before, metre_at, metre_changes
 from composer.tokens import FINE_BEAT_RES, Note, TokenizerConfig, Vocabulary, decode_tokens, encode_notes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +149,29 @@ def test_generate_writes_the_primers_changes_to_midi_and_musicxml(tmp_path):
     lengths, shown = measure_lengths(score)
     assert lengths == [4, 4, 3, 3, 3] and shown == {1: "4/4", 3: "3/4"}
     assert max(n.start for n in read_piece(midi).notes) < 17.0
+    # an asked metre holds throughout, the primer's bars included
+    asked = generate(REFERENCE, "150", 1, bars=2, primer=primer, primer_bars=3, out=tmp_path / "asked", time_signature="3/4")
+    assert read_piece(asked.paths[0]).meta["metre"] == [(0.0, "3/4")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(1, 40), st.sampled_from(["4/4", "3/4", "6/8", "5/8", "2/2"])), min_size=1, max_size=5),
+    end=st.integers(0, 120),
+)
+def test_bars_tile_the_piece_and_bars_end_finds_their_ends(steps, end):
+    """Bars cover [0, end) without gaps, each at most its metre's length, starting again at every
+    change; bars_end(n) is where the n-th of them ends."""
+    positions = np.cumsum([0] + [s for s, _ in steps[1:]]) / 2  # halves of quarters
+    changes = metre_changes(zip(positions.tolist(), [m for _, m in steps]))
+    laid = bars(changes, end / 2)
+    assert laid[0][0] == 0 and laid[-1][0] + laid[-1][1] >= end / 2 - 1e-9
+    for (start, length, metre), following in zip(laid, laid[1:] + [None]):
+        assert 0 < length <= bar_quarters(metre) + 1e-9 and metre == metre_at(changes, start)
+        if following is not None:
+            assert following[0] == pytest.approx(start + length)
+    for n, (start, length, _) in enumerate(laid, 1):
+        assert bars_end(changes, n) == pytest.approx(start + length)
 
 
 # ---- long notes of folk-like music: 4.5 quarters in 9/8, notes over 8 quarters ---------------
