@@ -293,7 +293,9 @@ def bound_piece(piece: Piece, limits: Limits) -> Piece:
     if "metre" in piece.meta:  # the metre changes move with the notes
         before = NoteColumns.of(piece.notes).starts
         moved = moved_positions(np.array([at for at, _ in piece.meta["metre"]]), before, notes.starts)
-        piece.meta["metre"] = metre_changes(zip(moved.tolist(), [s for _, s in piece.meta["metre"]]))
+        # of changes that a shrunk silence brings together, the last is the one the music resumes in
+        latest = dict(zip(moved.tolist(), [s for _, s in piece.meta["metre"]]))
+        piece.meta["metre"] = metre_changes(latest.items())
     piece.notes = notes
     return piece
 

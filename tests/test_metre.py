@@ -86,6 +86,9 @@ def test_a_shrunk_silence_moves_the_changes_with_the_notes(tmp_path):
     piece = read_piece(path, Limits(max_silence=16.0))
     assert [n.start for n in piece.notes] == [0.0, 20.0]
     assert piece.meta["metre"] == [(0.0, "4/4"), (20.0, "3/4")]
+    # two changes inside the silence: the later one is the metre the music resumes in
+    path.write_bytes(midi_bytes(notes, [(0.0, "4/4"), (30.0, "2/4"), (40.0, "3/4")]))
+    assert read_piece(path, Limits(max_silence=16.0)).meta["metre"] == [(0.0, "4/4"), (20.0, "3/4")]
 
 
 def test_write_midi_round_trips_the_changes(tmp_path):
