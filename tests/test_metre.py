@@ -235,3 +235,39 @@ def test_tokenize_records_the_duration_settings_and_the_metre_changes(tmp_path):
     assert records["changing.mid"].metre() == CHANGES and records["slip-jig.mid"].metre() == [(0.0, "9/8")]
     notes = decode_tokens(corpus.tokens[corpus.pieces.index(records["slip-jig.mid"])], corpus.vocab)
     assert sorted(n.duration for n in notes)[-3:] == [9.0, 13.5, 13.5]
+
+
+@pytest.mark.tensorflow
+def test_train_and_generate_on_tied_fine_durations(tmp_path):
+    """The whole chain on the opt-in settings: tokenize, a tiny training run (run.json records
+    them), generate by tokens and by bars from a primer that changes metre."""
+    import json
+
+    from train_fixtures import invoke, train_cli
+
+    from composer.tokens import is_grammatical
+
+    folder = tmp_path / "folk"
+    folder.mkdir()
+    for shift in range(6):
+        notes = [Note(n.pitch + shift, n.start, n.duration) for n in folk_notes() + [Note(67, 50.0 + k, 1.0) for k in range(8)]]
+        (folder / f"tune{shift}.mid").write_bytes(midi_bytes(notes, [(0.0, "9/8")]))
+    corpus = tmp_path / "tokens"
+    result = invoke("tokenize", folder, "--out", corpus, "--jobs", "1", "--no-cache", "--validation", "0.3",
+                    "--fine-durations", "--tie-long-notes")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    train_cli(corpus, run, "--epochs", "2", "--save-at", "2")
+    vocab = Vocabulary(TokenizerConfig(beat_res=FINE_BEAT_RES, long_notes="tie"))
+    assert json.loads((run / "run.json").read_text())["vocabulary"] == vocab.to_dict()
+    primer = tmp_path / "changing.mid"
+    primer.write_bytes(midi_bytes(changing_notes(), CHANGES))
+    from composer.generate import SampleSettings, generate
+
+    by_tokens = generate(run, "2", 2, SampleSettings(tokens=80), out=tmp_path / "tokens-out")
+    by_bars = generate(run, "2", 2, bars=2, primer=primer, primer_bars=3, out=tmp_path / "bars-out", musicxml=True)
+    for tokens in by_tokens.tokens + by_bars.tokens:
+        assert is_grammatical(tokens, vocab)
+        assert np.array_equal(encode_notes(decode_tokens(tokens, vocab), vocab), tokens)
+    assert all(len(t) == len(by_tokens.tokens[0]) for t in by_tokens.tokens)
+    assert all(read_piece(p).meta["metre"] == [(0.0, "4/4"), (8.0, "3/4")] for p in by_bars.paths)
