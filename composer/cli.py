@@ -103,10 +103,12 @@ def tokenize(
     max_tokens: int = typer.Option(Limits.max_tokens, "--max-tokens", help="skip pieces of more tokens than this"),
     validation: float = typer.Option(VALIDATION_SHARE, "--validation", help="share of pieces held out for validation"),
     velocity_bins: int = typer.Option(0, "--velocity-bins", help="tokenize velocity in this many bins (0: off)"),
+    fine_durations: bool = typer.Option(False, "--fine-durations", help="durations and rests every eighth from 4 to 8 quarters (default: whole quarters there)"),
+    tie_long_notes: bool = typer.Option(False, "--tie-long-notes", help="notes over the longest duration as tied durations (default: cut to it)"),
 ) -> None:
     """Tokenize music files into a corpus for training, with a train/validation split."""
     from composer.dataset import default_cache_dir, tokenize_corpus
-    from composer.tokens import TokenizerConfig
+    from composer.tokens import FINE_BEAT_RES, TokenizerConfig
 
     # checked before reading anything: an --out that is a file would only fail after all the work
     blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
@@ -119,7 +121,11 @@ def tokenize(
         summary = tokenize_corpus(
             sources,
             out,
-            TokenizerConfig(velocity_bins=velocity_bins),
+            TokenizerConfig(
+                velocity_bins=velocity_bins,
+                **({"beat_res": FINE_BEAT_RES} if fine_durations else {}),
+                long_notes="tie" if tie_long_notes else "clamp",
+            ),
             jobs=jobs,
             limits=Limits(max_bytes=int(max_mb * 1e6), max_quarters=max_quarters, max_tokens=max_tokens),
             cache_dir=None if no_cache else default_cache_dir(),

@@ -35,6 +35,7 @@ from composer.config import CompareSettings, check_option
 from composer.storage import building_folder, publish, readable, remove_abandoned, safe_stem
 from composer.metrics import Distinguishability
 from composer.generate import Primer, bar_quarters, check_settings, continuation, primer_from_file
+from composer.metre import bars_end, metre_at
 from composer.corpus import estimate_key
 from composer.runs import Run
 from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes
@@ -145,14 +146,15 @@ def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary, sp
         raise ComposerError(f"the run's corpus has no {split} pieces to take primers from; give --primer")
     strata: dict[tuple[str, str], list[tuple[bool, Opening]]] = {}
     for record, tokens in sorted(candidates, key=lambda rt: rt[0].name):
-        bar = bar_quarters(record.time_signature)
-        primer_end = settings.primer_bars * bar
-        end = primer_end + settings.bars * bar
+        # the opening's bars counted across the piece's changes of metre; continued in the one at its end
+        primer_end = bars_end(record.metre(), settings.primer_bars)
+        signature = metre_at(record.metre(), primer_end)
+        end = primer_end + settings.bars * bar_quarters(signature)
         notes = decode_tokens(tokens, vocab)
         opening = [n for n in notes if n.start < primer_end - 1e-9]
         if not opening:
             continue
-        primer = Primer(readable(record.name).replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, record.time_signature, primer_end)
+        primer = Primer(readable(record.name).replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, signature, primer_end)
         long_enough = max(n.start + n.duration for n in notes) >= end - 1e-9
         stratum = (record.time_signature, str(Path(record.name).parent))
         real = continuation(notes, 0.0, end)

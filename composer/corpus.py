@@ -1,7 +1,8 @@
 """Reading music files into notes, screening out bad files, writing MIDI, exporting music21 collections.
 
 Every reader returns a ``Piece``: one polyphonic list of notes (all non-drum tracks merged,
-times in quarter notes) plus the metadata that is not tokenized (tempo, time signature, key).
+times in quarter notes) plus the metadata that is not tokenized (tempo, time signature, key;
+``meta["metre"]``: every time-signature change with its position, ``metre.metre_changes``).
 A file that cannot be used raises ``UnusableFile`` with a one-line reason.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from composer import ComposerError
 from composer.config import Limits
+from composer.metre import Change, metre_changes
 from composer.storage import atomic_path
 from composer.tokens import Note, NoteColumns
 
@@ -268,8 +270,27 @@ def bound_piece(piece: Piece, limits: Limits) -> Piece:
         raise UnusableFile(
             f"{length:,.0f} quarters long (silences shrunk), over the {limits.max_quarters:,g}-quarter limit"
         )
+    if "metre" in piece.meta:  # the metre changes move with the notes
+        before = NoteColumns.of(piece.notes).starts
+        moved = moved_positions(np.array([at for at, _ in piece.meta["metre"]]), before, notes.starts)
+        # of changes that a shrunk silence brings together, the last is the one the music resumes in
+        latest = dict(zip(moved.tolist(), [s for _, s in piece.meta["metre"]]))
+        piece.meta["metre"] = metre_changes(latest.items())
     piece.notes = notes
     return piece
+
+
+def moved_positions(positions: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Positions (quarters) moved as ``collapse_silences`` moved the note starts ``before`` (sorted)
+    to ``after``: by as much as the last note at or before each, and no later than the next
+    note (a position inside a shrunk silence stays inside it)."""
+    if not len(before):
+        return positions
+    i = np.searchsorted(before, positions, side="right")
+    last = np.maximum(i - 1, 0)
+    shift = np.where(i > 0, before[last] - after[last], 0.0)
+    following = np.minimum(i, len(before) - 1)
+    return np.where(i < len(before), np.minimum(positions - shift, after[following]), positions - shift)
 
 
 def collapse_silences(notes: Sequence[Note], max_silence: float) -> NoteColumns:
@@ -331,13 +352,15 @@ def check_midi_header(data: bytes) -> None:
         raise UnusableFile("absurd resolution of 0 ticks per quarter")
 
 
-def midi_piece(notes: Sequence[Note], tempi: list[float], signatures: list[str]) -> Piece:
+def midi_piece(notes: Sequence[Note], tempi: list[float], signatures: list[Change]) -> Piece:
+    """A Piece from what a reader found (MIDI's or music21's); ``signatures``: (quarter, metre), sorted."""
+    names = [s for _, s in signatures]
     return Piece(
         notes=notes,
         tempo=tempi[0] if tempi else 120.0,
-        time_signature=signatures[0] if signatures else "4/4",
+        time_signature=names[0] if names else "4/4",
         key=estimate_key(notes),
-        meta={"tempi": tempi, "time_signatures": signatures},
+        meta={"tempi": tempi, "time_signatures": names, "metre": metre_changes(signatures)},
     )
 
 
@@ -347,8 +370,9 @@ def note_order(note: Note) -> tuple[float, int, float, int]:
     return note.start, note.pitch, note.duration, note.velocity
 
 
-def _midi_events(midi) -> tuple[list[Note], int, list[float], list[str]]:
-    """Notes of every non-drum channel (times in quarters, straight from ticks), drum notes, tempi, metres.
+def _midi_events(midi) -> tuple[list[Note], int, list[float], list[Change]]:
+    """Notes of every non-drum channel (times in quarters, straight from ticks), drum notes,
+    tempi, metres with their positions (quarters).
 
     Reading ticks directly keeps times exact in quarters whatever the tempo map, and is
     several times faster than going through seconds.
@@ -381,7 +405,7 @@ def _midi_events(midi) -> tuple[list[Note], int, list[float], list[str]]:
             elif kind == "time_signature":
                 signatures.append((tick, f"{message.numerator}/{message.denominator}"))
     notes.sort(key=note_order)
-    return notes, drums, [t for _, t in sorted(tempi)], [s for _, s in sorted(signatures)]
+    return notes, drums, [t for _, t in sorted(tempi)], [(t / per_quarter, s) for t, s in sorted(signatures)]
 
 
 def bpm(microseconds: int) -> float:
@@ -467,7 +491,7 @@ def _meta_agrees(data: bytes, at: int, start: int, end: int) -> bool:
     return -7 <= key <= 7 and body[1] <= 1
 
 
-def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[str]] | None:
+def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[Change]] | None:
     """(notes, tempi, metres) as ``_midi_events`` finds them, through symusic; None when
     symusic refuses the file, finds no notes, or its ticks could have wrapped round."""
     import symusic
@@ -494,7 +518,7 @@ def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[str]] | 
     starts, lengths, pitches, velocities = starts[kept], lengths[kept], pitches[kept], velocities[kept]
     order = np.lexsort((velocities, lengths, pitches, starts))  # note_order: ticks sort as quarters do
     notes = NoteColumns(pitches[order], starts[order] / per_quarter, lengths[order] / per_quarter, velocities[order])
-    return notes, [t for _, t in tempi], [s for _, s in signatures]
+    return notes, [t for _, t in tempi], [(t / per_quarter, s) for t, s in signatures]
 
 
 def unzip_musicxml(data: bytes, max_bytes: int) -> bytes:
@@ -572,18 +596,12 @@ def score_piece(score) -> Piece:
                 notes.append(Note(int(pitch.midi), start, length, int(velocity)))
         tempi = [_quarter_bpm(mark) for mark in flat.getElementsByClass("MetronomeMark")]
         # numerator/denominator rather than ratioString: "3+2/8" becomes "5/8", which every reader parses
-        signatures = [f"{ts.numerator}/{ts.denominator}" for ts in flat.getElementsByClass("TimeSignature")]
+        placed = [(float(ts.offset), f"{ts.numerator}/{ts.denominator}") for ts in flat.getElementsByClass("TimeSignature")]
     except Exception as error:
         raise UnusableFile(f"unreadable by music21 ({first_line(error)})") from None
     notes = [n for n in notes if n.duration > 0 and math.isfinite(n.start) and n.start >= 0 and 0 <= n.pitch <= 127]
     notes.sort(key=lambda n: (n.start, n.pitch))
-    return Piece(
-        notes=notes,
-        tempo=tempi[0] if tempi else 120.0,
-        time_signature=signatures[0] if signatures else "4/4",
-        key=estimate_key(notes),
-        meta={"tempi": tempi, "time_signatures": signatures},
-    )
+    return midi_piece(notes, tempi, placed)
 
 
 def first_line(error: Exception) -> str:
@@ -626,18 +644,21 @@ def write_midi(
     program: int = 0,
     time_signature: str = "4/4",
     end: float | None = None,
+    time_signatures: Sequence[Change] | None = None,
 ) -> Path:
     """Write notes (times in quarters) as a one-track MIDI file, atomically.
 
     With ``end`` (quarters), notes are cut there and the file lasts until then even if the
-    music ends in a rest: a sample asked for 16 bars plays 16 bars.
+    music ends in a rest: a sample asked for 16 bars plays 16 bars. ``time_signatures``, the
+    metre's changes as (quarter, "n/d") (``metre.metre_changes``), replaces ``time_signature``.
     """
     import pretty_midi
 
     seconds_per_quarter = 60.0 / bpm
     midi = pretty_midi.PrettyMIDI(initial_tempo=bpm)
-    numerator, denominator = (int(x) for x in time_signature.split("/"))
-    midi.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, 0.0))
+    for at, signature in time_signatures or [(0.0, time_signature)]:
+        numerator, denominator = (int(x) for x in signature.split("/"))
+        midi.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, at * seconds_per_quarter))
     instrument = pretty_midi.Instrument(program=program)
     for note in notes:
         finish = note.start + note.duration if end is None else min(note.start + note.duration, end)

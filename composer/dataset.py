@@ -4,7 +4,7 @@ A tokenized corpus directory holds
 
     vocab.json    the Vocabulary (configuration and every token's name)
     corpus.json   one record per piece (source, hash, tempo, time signature, key, notes,
-                  tokens, split) and the files that were skipped, with reasons
+                  tokens, split, metre changes) and the files that were skipped, with reasons
     tokens.npz    ``tokens`` (all pieces concatenated, int16) and ``offsets`` (n + 1 bounds)
 
 ``training_windows`` streams the training windows with ``tf.data``; TensorFlow is imported
@@ -32,7 +32,9 @@ from composer.corpus import Limits, Piece, UnreadableFile, UnusableFile, discove
 from composer.storage import FolderLock, atomic_path, write_together
 from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
 
-CACHE_VERSION = 5  # bump when reading or encoding changes what a file tokenizes to
+# bump when reading or encoding changes what a file tokenizes to; 6: the metadata holds the
+# metre's changes (PieceRecord.metre_changes), which results cached before lack
+CACHE_VERSION = 6
 NEAR_DUPLICATE_WINDOW = 16
 NEAR_DUPLICATE_SHARE = 0.5
 # ... or one of them has this share of its tokens inside spans of this length found in the other
@@ -52,6 +54,13 @@ class PieceRecord:
     notes: int
     tokens: int
     split: str = "train"
+    # the metre's changes after the first (time_signature, from 0), as [quarter, "n/d"]; [] in
+    # corpora tokenized before they were kept, and in every piece of one metre
+    metre_changes: list = field(default_factory=list)
+
+    def metre(self) -> list[tuple[float, str]]:
+        """Every change of the piece's metre, the first at 0 (``metre.metre_changes``)."""
+        return [(0.0, self.time_signature)] + [(float(at), str(s)) for at, s in self.metre_changes]
 
 
 @dataclass
@@ -218,6 +227,7 @@ def piece_tokens(piece: Piece | str, tune: str, vocab: Vocabulary, limits: Limit
         "key": piece.key,
         "notes": count_notes(tokens, vocab),
         "tune": tune,
+        "metre_changes": [list(c) for c in piece.meta.get("metre", [])[1:]],
     }
     return tokens, meta
 
@@ -457,7 +467,7 @@ def _tokenize_corpus(sources, out, config, jobs, limits, cache_dir, validation_s
     splits = assign_splits(tokens, [h for _, h, _, _ in good], validation_share)
     names = unique_names([(p, m["tune"]) for p, _, _, m in good])
     pieces = [
-        PieceRecord(name, str(p), h, m["tempo"], m["time_signature"], m["key"], m["notes"], len(t), s)
+        PieceRecord(name, str(p), h, m["tempo"], m["time_signature"], m["key"], m["notes"], len(t), s, m["metre_changes"])
         for name, (p, h, t, m), s in zip(names, good, splits)
     ]
     corpus = TokenCorpus(vocab, pieces, tokens, [{"source": p, "reason": r} for p, r in skipped])

@@ -34,6 +34,7 @@ import numpy as np
 
 from composer import ComposerError
 from composer.config import PRIMER_BARS, SampleSettings, check_option, metre_problem
+from composer.metre import Change, bar_quarters, bars_end, changes_before, metre_at, metre_changes
 from composer.storage import safe_stem
 from composer.tokens import BOS, EOS, PAD, Grammar, Kind, Note, Vocabulary, encode_notes
 
@@ -89,7 +90,7 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     # states reached by different shifts share one entry when their sounding notes agree
     key = (
         grammar.pending, grammar.pitch if grammar.pending else None, tuple(grammar.run), grammar.last_pitch,
-        grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), left,
+        grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), grammar.tied, left,
     )
     if key in memo:
         return memo[key]
@@ -97,10 +98,12 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     kinds = grammar.kinds[allowed]
     # one representative per kind suffices except for shifts, whose values change what may follow:
     # the lowest pitch leaves the most room for chord notes, the shortest duration blocks least
-    # notes first: completing a note is the short way to finish, so most searches end at once
+    # notes first: completing a note is the short way to finish, so most searches end at once;
+    # with ties the longest duration too, which alone lets a note go on
+    durations = allowed[kinds == Kind.DURATION]
     candidates = [allowed[kinds == kind][0] for kind in (Kind.DURATION, Kind.VELOCITY, Kind.PITCH) if (kinds == kind).any()] + list(
-        allowed[kinds == Kind.SHIFT]
-    )
+        durations[-1:] if grammar.vocab.config.ties and len(durations) > 1 else []
+    ) + list(allowed[kinds == Kind.SHIFT])
     result = False
     for token in candidates:
         child = _advanced(grammar, token)
@@ -132,11 +135,13 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
     kinds = grammar.kinds
     for kind in (Kind.SHIFT, Kind.PITCH, Kind.VELOCITY, Kind.DURATION):
         # a higher pitch or a longer duration never makes finishing easier, so scanning from the
-        # top, the first token that can finish vouches for every one below it
+        # top, the first token that can finish vouches for every one below it; with ties, the
+        # longest duration (which a tie may follow) vouches for none
         tokens = np.flatnonzero(allowed & (kinds == kind))[::-1]
+        tie = vocab.duration_offset + len(vocab.grid) - 1 if vocab.config.ties else None
         for token in tokens:
             if can_finish(_advanced(grammar, token), left - 1, memo):
-                if kind != Kind.SHIFT:
+                if kind != Kind.SHIFT and token != tie:
                     break
             else:
                 allowed[token] = False
@@ -273,12 +278,19 @@ class Primer:
     name: str
     tokens: np.ndarray
     bpm: float | None = None
-    time_signature: str | None = None
+    time_signature: str | None = None  # the metre the continuation is in: the primer's at its end
     end: float = 0.0  # quarters
+    # the metre's changes within the primer, the first at 0, where it changes metre ([]: none)
+    metre: list[Change] = dataclasses.field(default_factory=list)
+
+    def time_signatures(self) -> list[Change] | None:
+        """The changes a sample continuing it is written with (None: ``time_signature`` throughout)."""
+        return metre_changes(self.metre + [(self.end, self.time_signature)]) if self.metre else None
 
 
 def primer_from_file(path: Path, bars: float, vocab: Vocabulary) -> Primer:
-    """The first ``bars`` bars of a music file as primer tokens (BOS … last complete note)."""
+    """The first ``bars`` bars of a music file as primer tokens (BOS … last complete note),
+    counted across the file's changes of metre."""
     from composer.corpus import UnusableFile, read_piece
 
     if not path.exists():
@@ -287,22 +299,19 @@ def primer_from_file(path: Path, bars: float, vocab: Vocabulary) -> Primer:
         piece = read_piece(path)
     except UnusableFile as error:
         raise ComposerError(f"{path}: {error}") from None
-    end = bars * bar_quarters(piece.time_signature)
+    changes = piece.meta.get("metre") or [(0.0, piece.time_signature)]
+    end = bars_end(changes, bars)
     notes = [n for n in piece.notes if n.start < end]
     if not notes:
         raise ComposerError(f"{path}: no notes in the first {bars:g} bars")
     tokens = encode_notes(notes, vocab)[:-1]
-    return Primer(path.stem, tokens, piece.tempo, piece.time_signature, end)
+    own = changes_before(changes, end)
+    return Primer(path.stem, tokens, piece.tempo, metre_at(changes, end), end, own if len(own) > 1 else [])
 
 
 def check_time_signature(text: str) -> None:
     if metre_problem(text):
         raise ComposerError(f"--time-signature {text!r}: give a metre such as 4/4, 3/4 or 6/8")
-
-
-def bar_quarters(time_signature: str) -> float:
-    numerator, denominator = (int(x) for x in time_signature.split("/"))
-    return numerator * 4.0 / denominator
 
 
 @dataclass
@@ -471,6 +480,8 @@ def generate(
         )
     sampler = load_sampler(run, epoch)
     first = primer_from_file(primer, primer_bars, vocab) if primer else Primer("bos", np.array([BOS], np.int32))
+    if time_signature is not None:
+        first.metre = []  # the asked metre throughout, the primer's included
     first.time_signature = time_signature or first.time_signature or sampler.time_signature
     first.bpm = first.bpm or bpm or sampler.median_bpm
     started = time.perf_counter()
@@ -484,13 +495,14 @@ def generate(
     for i, tokens in enumerate(samples):
         name = f"{sampler.label}_{safe_stem(first.name)}_{settings.describe()}_{i + 1:02d}.mid"
         notes = decode_tokens(tokens, vocab)
-        paths.append(write_midi(notes, folder / name, first.bpm, program, first.time_signature, end))
+        paths.append(write_midi(notes, folder / name, first.bpm, program, first.time_signature, end, first.time_signatures()))
         if musicxml:
             from composer.score import write_musicxml
 
             # the notes the MIDI file holds: cut where the asked span ends
             scores.append(write_musicxml(
-                continuation(notes, 0.0, end), paths[-1].with_suffix(".musicxml"), None, first.time_signature, first.bpm, first.end or None
+                continuation(notes, 0.0, end), paths[-1].with_suffix(".musicxml"), None, first.time_signature, first.bpm, first.end or None,
+                time_signatures=first.time_signatures(),
             ))
         if wav:
             from composer.audio import render_wav

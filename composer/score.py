@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from composer.metre import Change, bars as metre_bars
 from composer.storage import atomic_path
 from composer.tokens import Note
 
@@ -585,9 +586,12 @@ def build_score(
     voices: Voices | None = None,
     first_bar: int = 1,
     part_name: str | None = None,
+    time_signatures: Sequence[Change] | None = None,
 ):
     """The music21 Score of a piece: one brace of two staves, voices laid out as ``assign_voices``
     says, split at barlines with ties; primer notes (onset before ``primer_end``) coloured grey.
+    ``time_signatures``, the metre's changes as (quarter, "n/d"), replaces ``time_signature``:
+    bar lines follow them (``metre.bars``), each new metre shown where it starts.
 
     ``key`` ("G major", "F# minor"; "" for C major) is the one key signature of every bar and
     the key every pitch is spelled in, whatever the notes suggest: scores that must agree (the
@@ -600,9 +604,13 @@ def build_score(
     music_key = _key(key)
     spelling = _speller(music_key)
     alters = key_alters(music_key.sharps)
-    bar, beat = bar_steps(time_signature), beat_steps(time_signature)
-    end = max((_steps(n.start) + max(1, _steps(n.duration)) for n in notes), default=bar)
-    bars = max(1, -(-end // bar))
+    changes = list(time_signatures or [(0.0, time_signature)])
+    end = max((_steps(n.start) + max(1, _steps(n.duration)) for n in notes), default=bar_steps(changes[0][1]))
+    # (start, length, metre) of every bar, in steps
+    measures = [
+        (_steps(start), _steps(length), metre) for start, length, metre in metre_bars(changes, end / STEPS_PER_QUARTER)
+        if _steps(length) > 0  # a change within a step of a bar line: no bar of nothing
+    ]
 
     score = stream.Score()
     if title:
@@ -624,19 +632,20 @@ def build_score(
                 else:
                     stem = None if len(own) == 1 else ("up" if k == 0 else "down")
                 layers.append((stem, k == 0, chords))
-        for number in range(bars):
+        for number, (bar_start, bar, metre) in enumerate(measures):
             measure = stream.Measure(number=first_bar + number)
             if number == 0:
                 measure.insert(0, music21.clef.TrebleClef() if staff == 0 else music21.clef.BassClef())
                 measure.insert(0, music21.key.KeySignature(music_key.sharps))
-                measure.insert(0, music21.meter.TimeSignature(time_signature))
                 if staff == 0 and bpm:
                     measure.insert(0, music21.tempo.MetronomeMark(number=round(bpm, 1), referent=1.0))
+            if number == 0 or metre != measures[number - 1][2]:
+                measure.insert(0, music21.meter.TimeSignature(metre))
             for k, (stem, rests_shown, chords) in enumerate(layers):
                 # every layer in every bar, even as hidden rests: readers such as music21 pair a
                 # bar's voices with the next bar's by position, and a missing one breaks the ties
                 voice = stream.Voice(id=str(voice_number + k + 1))
-                _fill_bar(voice, chords, number * bar, bar, beat, spelling, stem, hidden_rests=not rests_shown)
+                _fill_bar(voice, chords, bar_start, bar, beat_steps(metre), spelling, stem, hidden_rests=not rests_shown)
                 measure.insert(0, voice)
             _show_accidentals(measure, alters)
             part.append(measure)
@@ -775,17 +784,19 @@ def write_musicxml(
     bpm: float = 120.0,
     primer_end: float | None = None,
     title: str = "",
+    time_signatures: Sequence[Change] | None = None,
 ) -> Path:
     """Write a piece as MusicXML (two staves, voices, key, metre, tempo, ties), atomically.
 
     ``key`` is a name such as "G major" (``corpus.estimate_key(notes)`` when None);
-    primer notes, those starting before ``primer_end`` quarters, are coloured grey.
+    primer notes, those starting before ``primer_end`` quarters, are coloured grey;
+    ``time_signatures`` as in ``build_score``.
     """
     if key is None:
         from composer.corpus import estimate_key
 
         key = estimate_key(list(notes))
-    score = build_score(notes, key, time_signature, bpm, primer_end, title or Path(path).stem)
+    score = build_score(notes, key, time_signature, bpm, primer_end, title or Path(path).stem, time_signatures=time_signatures)
     data = musicxml_bytes(score)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)

@@ -10,6 +10,11 @@ One stream of events per piece (the vocabulary's table is ``token_groups``):
   then a coarser grid beyond (``beat_res``, as MidiTok's). A shift longer than the largest
   value is written as several shifts; the decomposition is greedy (largest first), which makes
   it canonical, so ``encode(decode(tokens)) == tokens`` for every grammatical stream.
+* A note longer than the largest value is clamped to it by default (``long_notes="clamp"``);
+  with ``long_notes="tie"`` it is written as tied Durations instead: the largest value as many
+  times as it fits, then the rest (one grid value), e.g. ``Duration_8 Duration_8 Duration_3/2``
+  for 17.5 quarters. A Duration right after a Duration of the largest value continues that
+  note; only the largest value can be continued, which keeps the spelling canonical.
 * Notes sharing an onset form a chord and are written in ascending pitch.
 * A pitch cannot be struck again while it still sounds (the earlier note is shortened on
   encoding), which keeps every decoded stream writable as MIDI without loss.
@@ -29,10 +34,21 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from composer.config import within
+from composer.config import choices, within
 
 PAD, BOS, EOS = 0, 1, 2
 DEFAULT_VELOCITY = 90
+LONG_NOTES = ("clamp", "tie")
+# TokenizerConfig fields written to vocab.json and run.json only when they differ from these
+# defaults: vocabularies written before the field existed read, compare and hash the same
+OPTIONAL_FIELDS = {"long_notes": "clamp"}
+# a finer grid above 4 quarters, for music whose bars pass 4 quarters (9/8, 12/8, 3/2): every
+# eighth up to 8 quarters; with ties, longer notes add a grid value to whole 8-quarter spans
+FINE_BEAT_RES = ((0, 1, 12), (1, 4, 4), (4, 8, 2))
+# with ties, a note spans at most this many of the largest value (32 quarters with the default
+# grid: 8 bars of 4/4) and is clamped there: no tune holds a note longer, and a hung note of a
+# broken file must not become thousands of tokens
+MAX_TIED = 4
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,12 @@ class TokenizerConfig:
     pitch_low: int = field(default=21, metadata=within(0, 127))
     pitch_high: int = field(default=108, metadata=within(0, 127))
     velocity_bins: int = field(default=0, metadata=within(0, 127))  # 0 = velocity is not tokenized
+    # notes longer than the grid's largest value: "clamp" to it, or "tie" Durations (module docstring)
+    long_notes: str = field(default="clamp", metadata=choices(*LONG_NOTES))
+
+    @property
+    def ties(self) -> bool:
+        return self.long_notes == "tie"
 
     @staticmethod
     def from_dict(data: dict) -> "TokenizerConfig":
@@ -229,6 +251,10 @@ class Vocabulary:
     def duration_token(self, steps: int) -> int:
         return self.duration_offset + self.grid.index(steps)
 
+    def duration_tokens(self, steps: int) -> list[int]:
+        """The Duration token of a note (tied ones, with ``long_notes="tie"``)."""
+        return [self.duration_token(v) for v in tie_split(steps, self.grid[-1])]
+
     def names(self) -> list[str]:
         return [name for group in self.groups.values() for name in group.names()]
 
@@ -244,7 +270,7 @@ class Vocabulary:
         return self._kinds.copy()
 
     def to_dict(self) -> dict:
-        config = asdict(self.config)
+        config = {k: v for k, v in asdict(self.config).items() if k not in OPTIONAL_FIELDS or v != OPTIONAL_FIELDS[k]}
         config["beat_res"] = [list(r) for r in self.config.beat_res]  # as JSON reads it back
         return {"config": config, "size": len(self), "tokens": self.names()}
 
@@ -276,6 +302,28 @@ def nearest_values(steps: np.ndarray, grid: Sequence[int], limits: np.ndarray) -
     upper = values[np.minimum(i, len(values) - 1)]
     nearest = np.where((i == top) | (steps - lower <= upper - steps), lower, upper)
     return np.where(i == 0, values[0], nearest)
+
+
+def tie_split(steps: int, top: int) -> list[int]:
+    """A note's length as tied values: ``top`` for each whole span but the last, then the rest
+    (a length of at most ``top`` is one value)."""
+    spans = max(0, -(-steps // top) - 1)
+    return [top] * spans + [steps - spans * top]
+
+
+def tied_values(steps: np.ndarray, grid: Sequence[int], limits: np.ndarray) -> np.ndarray:
+    """``nearest_values`` for tied durations: the nearest length that whole spans of the
+    largest value and then one grid value spell (at most ``MAX_TIED`` spans), no larger than
+    its limit (-1: no limit)."""
+    top = grid[-1]
+    capped = np.minimum(np.where(limits < 0, steps, np.minimum(steps, limits)), MAX_TIED * top)
+    spans = np.maximum(0, np.ceil(capped / top) - 1).astype(np.int64)
+    rest = capped - spans * top
+    rest_limits = np.where(limits < 0, -1, limits - spans * top)
+    values = nearest_values(rest, grid, rest_limits)
+    # after whole spans, adding nothing is a choice too: the nearer one, or the only one that fits
+    nothing = (spans > 0) & ((2 * rest <= grid[0]) | ((rest_limits >= 0) & (rest_limits < grid[0])))
+    return spans * top + np.where(nothing, 0, values)
 
 
 def velocity_bin(velocity: int, bins: int) -> int:
@@ -318,7 +366,7 @@ def quantize(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
     gaps = np.full(len(onsets), -1, dtype=np.int64)  # to the next onset of the same pitch; -1: none
     again = pitches[by_pitch[1:]] == pitches[by_pitch[:-1]]
     gaps[by_pitch[:-1][again]] = (onsets[by_pitch[1:]] - onsets[by_pitch[:-1]])[again]
-    durations = nearest_values(lengths, vocab.grid, gaps)
+    durations = (tied_values if vocab.config.ties else nearest_values)(lengths, vocab.grid, gaps)
     return np.stack([onsets, pitches, durations, velocities], axis=1).reshape(-1, 4)
 
 
@@ -328,7 +376,7 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
     events = quantize(notes, vocab)
     shifts = np.diff(events[:, 0], prepend=0).tolist()
     shift_tokens = {steps: [vocab.shift_token(v) for v in greedy_split(steps, grid)] for steps in set(shifts)}
-    duration_tokens = {steps: vocab.duration_token(steps) for steps in set(events[:, 2].tolist())}
+    duration_tokens = {steps: vocab.duration_tokens(steps) for steps in set(events[:, 2].tolist())}
     velocities = events[:, 3].tolist()
     velocity_tokens = {v: vocab.velocity_offset + velocity_bin(v, bins) for v in set(velocities)} if bins else {}
     tokens = [BOS]
@@ -337,7 +385,7 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
         tokens.append(pitch)
         if bins:
             tokens.append(velocity_tokens[velocity])
-        tokens.append(duration_tokens[duration])
+        tokens.extend(duration_tokens[duration])
     tokens.append(EOS)
     return np.asarray(tokens, dtype=np.int32)
 
@@ -345,16 +393,31 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
 def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
     """Token ids → notes. Special tokens are skipped; a pitch without a duration is dropped."""
     grid, spq, bins = vocab.grid, vocab.config.steps_per_quarter, vocab.config.velocity_bins
+    top = grid[-1] if vocab.config.ties else None  # the value a tie continues
     kinds = vocab.kinds()
     notes: list[Note] = []
     time = 0
     pitch: int | None = None
     velocity = DEFAULT_VELOCITY
+    tied, held = 0, 0  # as Grammar.tied; the steps the last note holds so far
     for token in tokens:
         token = int(token)
         kind = kinds[token]
         if token == EOS:
             break
+        if kind == Kind.DURATION and (pitch is not None or 0 < tied < MAX_TIED):
+            steps = grid[token - vocab.duration_offset]
+            if pitch is not None:
+                tied, held = 0, steps
+                notes.append(Note(pitch, time / spq, steps / spq, velocity))
+            else:  # a tie: the last note goes on
+                held += steps
+                last = notes[-1]
+                notes[-1] = Note(last.pitch, last.start, held / spq, last.velocity)
+            tied = tied + 1 if steps == top else 0
+            pitch = None
+            continue
+        tied = 0
         if kind == Kind.SHIFT:
             time += grid[token - vocab.shift_offset]
             pitch = None
@@ -363,10 +426,6 @@ def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
             velocity = DEFAULT_VELOCITY
         elif kind == Kind.VELOCITY:
             velocity = bin_velocity(token - vocab.velocity_offset, bins)
-        elif kind == Kind.DURATION and pitch is not None:
-            steps = grid[token - vocab.duration_offset]
-            notes.append(Note(pitch, time / spq, steps / spq, velocity))
-            pitch = None
     return notes
 
 
@@ -376,7 +435,8 @@ class Grammar:
     The rules, which every encoded piece obeys and generation enforces as a mask:
     BOS first; a Pitch is followed by [Velocity] and a Duration; pitches at one onset ascend;
     a pitch that still sounds cannot be struck; consecutive TimeShifts are the greedy
-    decomposition of their sum; EOS only after a complete note; nothing after EOS.
+    decomposition of their sum; EOS only after a complete note; nothing after EOS. With
+    ties, a Duration may follow a Duration of the largest value (up to ``MAX_TIED`` of them).
     With ``max_voices``, no pitch may be struck while that many notes already sound (a
     generation constraint, not part of the token grammar: corpora may exceed it).
     """
@@ -395,6 +455,7 @@ class Grammar:
         self.note_end = np.zeros(128, dtype=np.int64)
         self.pitch: int | None = None
         self.notes = 0
+        self.tied = 0  # largest-value Durations ending the stream: the last note may go on while 0 < tied < MAX_TIED
 
     def allowed(self) -> np.ndarray:
         v = self.vocab
@@ -411,6 +472,7 @@ class Grammar:
             mask[v.ids(Kind.DURATION)] = True
             return mask
         mask[v.ids(Kind.SHIFT)] = self.shift_mask()
+        mask[v.ids(Kind.DURATION)] = 0 < self.tied < MAX_TIED
         if self.max_voices:
             mask[v.ids(Kind.SHIFT)] &= self.shifts_reaching_a_free_voice()
         pitches = np.arange(v.config.pitch_low, v.config.pitch_high + 1)
@@ -446,6 +508,7 @@ class Grammar:
         v = self.vocab
         token = int(token)
         kind = self.kinds[token]
+        tied, self.tied = self.tied, 0
         if token == BOS:
             self.started = True
         elif token == EOS:
@@ -463,10 +526,15 @@ class Grammar:
             self.pending = "velocity"
         elif kind == Kind.DURATION:
             assert self.pitch is not None
-            self.note_end[self.pitch] = self.time + self.grid[token - v.duration_offset]
-            self.last_pitch = self.pitch
-            self.pending = None
-            self.notes += 1
+            value = self.grid[token - v.duration_offset]
+            if self.pending is None:  # a tie: the last note goes on
+                self.note_end[self.pitch] += value
+            else:
+                self.note_end[self.pitch] = self.time + value
+                self.last_pitch = self.pitch
+                self.pending = None
+                self.notes += 1
+            self.tied = tied + 1 if v.config.ties and value == self.grid[-1] else 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -503,7 +571,10 @@ def is_grammatical(tokens: Sequence[int], vocab: Vocabulary) -> bool:
 
 
 def count_notes(tokens: np.ndarray, vocab: Vocabulary) -> int:
-    """Notes in a token array (one Duration token each)."""
+    """Notes in a token array (one Duration token each, not counting the Durations of a tie)."""
     durations = vocab.ids(Kind.DURATION)
     tokens = np.asarray(tokens)
-    return int(np.count_nonzero((tokens >= durations.start) & (tokens < durations.stop)))
+    is_duration = (tokens >= durations.start) & (tokens < durations.stop)
+    if vocab.config.ties:
+        is_duration[1:] &= ~is_duration[:-1]
+    return int(np.count_nonzero(is_duration))

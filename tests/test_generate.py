@@ -31,7 +31,9 @@ from composer.model import LSTMStepper, StepperWeights, build_model, load_checkp
 from composer.tokens import (
     BOS,
     EOS,
+    FINE_BEAT_RES,
     Grammar,
+    Kind,
     Note,
     TokenizerConfig,
     Vocabulary,
@@ -417,6 +419,43 @@ def test_finishing_mask_keeps_lower_pitches_when_the_highest_cannot_finish(vocab
     assert mask.any(), "no token allowed with 4 tokens left, though a two-note chord fits"
     assert mask[vocab.pitch_token(60)]
     assert not mask[vocab.pitch_token(vocab.config.pitch_high)]
+
+
+class TieLovingStepper:
+    """Random logits that favour the longest Duration (so ties are drawn often) and TimeShifts:
+    no model, so no TensorFlow."""
+
+    def __init__(self, vocab: Vocabulary, seed: int):
+        self.vocab, self.rng = vocab, np.random.default_rng(seed)
+
+    def initial_state(self, count: int):
+        return [(np.zeros((count, 1)), np.zeros((count, 1)))]
+
+    def step(self, tokens, state):
+        logits = self.rng.normal(size=(len(tokens), len(self.vocab)))
+        logits[:, self.vocab.duration_offset + len(self.vocab.grid) - 1] += 4.0
+        logits[:, self.vocab.ids(Kind.SHIFT)] += 1.0
+        return logits, state
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tied_durations_sample_exact_lengths_and_spans(seed):
+    """With ties, a Duration may follow a Duration: the finishing search and the span rules still
+    give exactly the tokens asked for, and every sample decodes and re-encodes to itself."""
+    vocab = Vocabulary(TokenizerConfig(beat_res=FINE_BEAT_RES, long_notes="tie"))
+    stepper = TieLovingStepper(vocab, seed)
+    primers = [np.array([BOS], np.int32)] * 3
+    ties = 0
+    for settings in (SampleSettings(seed=seed, tokens=t) for t in (2, 3, 5, 8, 13, 40)):
+        for tokens in sample(stepper, vocab, primers, settings):
+            assert len(tokens) == settings.tokens + 2 and is_grammatical(tokens, vocab)
+            assert np.array_equal(encode_notes(decode_tokens(tokens, vocab), vocab), tokens)
+            durations = np.isin(tokens, np.arange(len(vocab))[vocab.ids(Kind.DURATION)])
+            ties += int((durations[1:] & durations[:-1]).sum())
+    for tokens in sample(stepper, vocab, primers, SampleSettings(seed=seed, steps=8 * 12 * 4, max_rest=48)):
+        assert is_grammatical(tokens, vocab)
+        assert max(n.start for n in decode_tokens(tokens, vocab)) < 32
+    assert ties > 0, "no tie was drawn: the test does not test ties"
 
 
 # ---- audio ---------------------------------------------------------------------------------------------

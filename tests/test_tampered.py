@@ -66,6 +66,7 @@ TAMPERINGS = {
     "missing train": (lambda values: {k: v for k, v in values.items() if k != "train"}, "train: missing"),
     "steps per quarter 0": (set_field("vocabulary.config.steps_per_quarter", 0), "vocabulary.config.steps_per_quarter"),
     "huge beat_res": (set_field("vocabulary.config.beat_res", [[0, 10**6, 12]]), "vocabulary.config.beat_res"),
+    "long notes unknown": (set_field("vocabulary.config.long_notes", "stretch"), "vocabulary.config.long_notes"),
     "vocab size not the vocabulary's": (set_field("model.vocab_size", 50), "model.vocab_size"),
     "baseline as text": (set_field("baseline", "good"), "baseline"),
 }

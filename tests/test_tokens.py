@@ -15,6 +15,8 @@ from composer.tokens import (
     BOS,
     DEFAULT_VELOCITY,
     EOS,
+    FINE_BEAT_RES,
+    MAX_TIED,
     PAD,
     Grammar,
     Kind,
@@ -40,8 +42,10 @@ CONFIGS = [
     DEFAULT,
     TokenizerConfig(velocity_bins=8),
     TokenizerConfig(steps_per_quarter=4, beat_res=((0, 1, 4), (1, 4, 2)), pitch_low=36, pitch_high=84),
+    TokenizerConfig(beat_res=FINE_BEAT_RES, long_notes="tie", velocity_bins=4),
+    TokenizerConfig(steps_per_quarter=4, beat_res=((0, 1, 4), (1, 2, 1)), long_notes="tie"),
 ]
-CONFIG_IDS = ["default", "velocity8", "coarse"]
+CONFIG_IDS = ["default", "velocity8", "coarse", "fine-tie", "coarse-tie"]
 
 
 def ordered(notes):
@@ -209,11 +213,12 @@ def on_grid_pieces(draw, config: TokenizerConfig):
     """Notes on the grid, no same-pitch overlap (which the encoder shortens by design)."""
     grid, spq, bins = grid_values(config), config.steps_per_quarter, config.velocity_bins
     velocities = [bin_velocity(b, bins) for b in range(bins)] if bins else [DEFAULT_VELOCITY]
+    lengths = grid + [k * grid[-1] + g for k in range(1, MAX_TIED) for g in grid] if config.ties else grid
     onset, notes, sounding_until = 0, [], {}
     for _ in range(draw(st.integers(1, 40))):
         onset += draw(st.sampled_from([0, 0] + grid + [3 * max(grid) + 1]))
         pitch = draw(st.integers(config.pitch_low, config.pitch_high))
-        duration = draw(st.sampled_from(grid))
+        duration = draw(st.sampled_from(lengths))
         if sounding_until.get(pitch, 0) > onset:
             continue
         sounding_until[pitch] = onset + duration
@@ -501,6 +506,12 @@ def reference_encode(notes, vocab):
         later = [o for o, p in best if p == pitch and o > onset]
         top = len(grid) if not later else max(1, bisect.bisect_right(grid, min(later) - onset))
         length, velocity = best[(onset, pitch)]
+        if vocab.config.ties:  # every length tied values spell, the nearest that ends by the next strike
+            spelled = sorted({k * grid[-1] + g for k in range(MAX_TIED) for g in [0] + grid} - {0})
+            fits = [v for v in spelled if not later or v <= min(later) - onset] or spelled[:1]
+            value = min(fits, key=lambda v: (abs(v - min(length, MAX_TIED * grid[-1])), v))
+            events.append((onset, pitch, value, velocity))
+            continue
         i = bisect.bisect_left(grid, length, 0, top)
         value = grid[0] if i == 0 else grid[i - 1] if i == top or length - grid[i - 1] <= grid[i] - length else grid[i]
         events.append((onset, pitch, value, velocity))
@@ -512,6 +523,9 @@ def reference_encode(notes, vocab):
         tokens.append(vocab.pitch_token(pitch))
         if bins:
             tokens.append(vocab.velocity_offset + velocity_bin(velocity, bins))
+        while duration > grid[-1]:  # a tie: the largest value, then the rest
+            tokens.append(vocab.duration_token(grid[-1]))
+            duration -= grid[-1]
         tokens.append(vocab.duration_token(duration))
     return np.asarray(tokens + [EOS], dtype=np.int32)
 
@@ -557,3 +571,65 @@ def test_note_columns_are_the_notes_they_hold():
         columns[0].pitch = 61  # still frozen
     assert np.array_equal(encode_notes(columns, VOCAB), encode_notes(notes, VOCAB))
     assert NoteColumns.of([]) == [] and len(encode_notes(NoteColumns.of([]), VOCAB)) == 2
+
+
+# ---- long notes: the fine grid and tied durations (long_notes="tie") ---------------------------
+
+TIE = Vocabulary(TokenizerConfig(beat_res=FINE_BEAT_RES, long_notes="tie"))
+
+
+def test_tied_durations_spell_long_notes_exactly():
+    notes = [Note(60, 0.0, 4.5), Note(64, 0.0, 17.5), Note(67, 1.0, 8.0), Note(72, 1.0, 16.0)]
+    tokens = assert_round_trip(notes, TIE)
+    assert names(tokens, TIE) == [
+        "BOS", "Pitch_60", "Duration_9/2", "Pitch_64", "Duration_8", "Duration_8", "Duration_3/2",
+        "TimeShift_1", "Pitch_67", "Duration_8", "Pitch_72", "Duration_8", "Duration_8", "EOS",
+    ]
+
+
+def test_tied_durations_stop_at_max_tied_spans():
+    (note,) = decode_tokens(encode_notes([Note(60, 0.0, 1000.0)], TIE), TIE)
+    assert note.duration == MAX_TIED * 8.0
+
+
+def test_the_default_still_clamps_and_rounds_above_four_quarters():
+    decoded = decode_tokens(encode_notes([Note(60, 0.0, 4.5), Note(64, 0.0, 9.0)], VOCAB), VOCAB)
+    assert [n.duration for n in decoded] == [4.0, 8.0]
+
+
+def test_only_the_largest_duration_can_be_tied():
+    top, other = TIE.duration_token(TIE.grid[-1]), TIE.duration_token(TIE.grid[-2])
+    after_top = allowed_next([BOS, TIE.pitch_token(60), top], TIE)
+    assert after_top[TIE.ids(Kind.DURATION)].all() and after_top[EOS]
+    assert not allowed_next([BOS, TIE.pitch_token(60), other], TIE)[TIE.ids(Kind.DURATION)].any()
+    full = [BOS, TIE.pitch_token(60)] + [top] * MAX_TIED
+    assert is_grammatical(full + [EOS], TIE)
+    assert not allowed_next(full, TIE)[TIE.ids(Kind.DURATION)].any()
+    # without ties a Duration never follows a Duration
+    assert not allowed_next([BOS, VOCAB.pitch_token(60), VOCAB.duration_token(96)], VOCAB)[VOCAB.ids(Kind.DURATION)].any()
+
+
+def test_a_tied_note_blocks_its_pitch_until_it_ends():
+    top = TIE.duration_token(TIE.grid[-1])
+    prefix = [BOS, TIE.pitch_token(60), top, top, TIE.shift_token(96)]
+    assert not allowed_next(prefix, TIE)[TIE.pitch_token(60)]
+    assert allowed_next(prefix + [TIE.shift_token(96)], TIE)[TIE.pitch_token(60)]
+
+
+def test_count_notes_counts_a_tied_note_once():
+    tokens = encode_notes([Note(60, 0.0, 20.0), Note(62, 0.0, 1.0), Note(64, 21.0, 9.0)], TIE)
+    assert count_notes(tokens, TIE) == 3
+    assert sum(n.startswith("Duration") for n in names(tokens, TIE)) == 3 + 2 + 1  # 8+8+4, 1, 8+1
+
+
+def test_the_long_notes_setting_is_written_only_when_on():
+    """A vocabulary written before the setting existed reads, compares and hashes the same."""
+    assert "long_notes" not in VOCAB.to_dict()["config"]
+    assert TIE.to_dict()["config"]["long_notes"] == "tie"
+    assert Vocabulary.from_dict(json.loads(json.dumps(TIE.to_dict()))) == TIE
+    from composer.config import dataclass_problem
+
+    config = VOCAB.to_dict()["config"]
+    assert dataclass_problem(TokenizerConfig, config, "vocabulary.config") is None
+    problem = dataclass_problem(TokenizerConfig, {**config, "long_notes": "bogus"}, "vocabulary.config")
+    assert problem.startswith("vocabulary.config.long_notes:")
