@@ -29,8 +29,9 @@ import numpy as np
 from composer import ComposerError
 from composer.config import VALIDATION_SHARE
 from composer.corpus import Limits, Piece, UnreadableFile, UnusableFile, discover_music_files, read_bounded, read_pieces
+from composer.metrics import voice_ceiling
 from composer.storage import FolderLock, atomic_path, write_together
-from composer.tokens import TokenizerConfig, Vocabulary, count_notes, encode_notes
+from composer.tokens import TokenizerConfig, Vocabulary, count_notes, decode_tokens, encode_notes
 
 # bump when reading or encoding changes what a file tokenizes to; 6: the metadata holds the
 # metre's changes (PieceRecord.metre_changes), which results cached before lack
@@ -154,9 +155,6 @@ def corpus_voice_ceiling(corpus: TokenCorpus) -> int:
     """The voice ceiling stored with the corpus, or computed from its training pieces (older corpora)."""
     if corpus.max_voices:
         return int(corpus.max_voices)
-    from composer.metrics import voice_ceiling
-    from composer.tokens import decode_tokens
-
     return voice_ceiling([decode_tokens(t, corpus.vocab) for t in corpus.split("train") or corpus.tokens])
 
 

@@ -34,9 +34,13 @@ import numpy as np
 
 from composer import ComposerError
 from composer.config import PRIMER_BARS, SampleSettings, check_option, metre_problem
+from composer.corpus import UnusableFile, read_piece, write_midi
+from composer.dataset import TokenCorpus, corpus_voice_ceiling
 from composer.metre import Change, bar_quarters, bars_end, changes_before, metre_at, metre_changes
+from composer.model import LSTMStepper, load_weights
+from composer.runs import Run
 from composer.storage import safe_stem
-from composer.tokens import BOS, EOS, PAD, Grammar, Kind, Note, Vocabulary, encode_notes
+from composer.tokens import BOS, EOS, PAD, Grammar, Kind, Note, Vocabulary, decode_tokens, encode_notes
 
 
 def check_settings(settings: SampleSettings) -> None:
@@ -291,8 +295,6 @@ class Primer:
 def primer_from_file(path: Path, bars: float, vocab: Vocabulary) -> Primer:
     """The first ``bars`` bars of a music file as primer tokens (BOS … last complete note),
     counted across the file's changes of metre."""
-    from composer.corpus import UnusableFile, read_piece
-
     if not path.exists():
         raise ComposerError(f"{path}: no such primer file")
     try:
@@ -336,8 +338,6 @@ class Sampler:
 def load_sampler(run, epoch: str) -> Sampler:
     """The checkpoint of ``epoch`` ('150', 'last') of a ``runs.Run``, resolved once, to a file,
     its weights read straight from the archive (no TensorFlow: start-up in a fraction of a second)."""
-    from composer.model import LSTMStepper, load_weights
-
     config = run.config()
     vocab = config.vocab()
     label, checkpoint = run.resolve(epoch)
@@ -348,8 +348,6 @@ def load_sampler(run, epoch: str) -> Sampler:
 
 def run_voice_ceiling(run, config) -> int:
     """The voice ceiling recorded in run.json; for runs made before it was, the corpus's (0: unknown)."""
-    from composer.dataset import TokenCorpus, corpus_voice_ceiling
-
     if config.data.max_voices:
         return int(config.data.max_voices)
     for folder in (Path(config.data.corpus), run.corpus_dir):
@@ -460,10 +458,6 @@ def generate(
     The metre is ``time_signature`` when given, else the primer's, else the corpus's most
     common one (run.json): it sets the bars that ``bars`` counts and the files' time signature."""
     import time
-
-    from composer.corpus import write_midi
-    from composer.runs import Run
-    from composer.tokens import decode_tokens
 
     settings = dataclasses.replace(settings or SampleSettings())  # never change the caller's object
     check_generate_options(num, settings.tokens, bars, seconds, primer_bars, bpm, program, no_ceiling)

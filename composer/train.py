@@ -629,8 +629,6 @@ def foreign_entries(run: Run) -> list[str]:
 
 
 def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_precision, report, progress, given, as_worker) -> TrainSummary:
-    import keras
-
     run = Run(run_dir)
     summary = TrainSummary(run=run_dir)
     previous, done = checked_for_resume(run, resume)
@@ -646,6 +644,8 @@ def _train_run(data, run_dir, config, preset, model_overrides, resume, mixed_pre
     if baseline["best"]:
         summary.baseline_bits = baseline["best"]["bits_per_note"]
         report(f"n-gram baseline: {summary.baseline_bits:.3f} bits per note (n = {baseline['best']['order']})")
+
+    import keras  # only now: every refusal above answers without TensorFlow's start-up
 
     if previous is not None:
         model_config, config, preset = previous.model_config(), resumed_train_config(previous, config, done), previous.preset
