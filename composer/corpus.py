@@ -494,8 +494,10 @@ def _meta_agrees(data: bytes, at: int, start: int, end: int) -> bool:
 def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[Change]] | None:
     """(notes, tempi, metres) as ``_midi_events`` finds them, through symusic; None when
     symusic refuses the file, finds no notes, or its ticks could have wrapped round."""
-    import symusic
-
+    try:
+        import symusic
+    except ImportError:  # an install without its wheel (a platform it lacks): mido reads every file
+        return None
     try:
         score = symusic.Score.from_midi(data)  # ticks: exact, as mido's
     except Exception:  # RuntimeError for a damaged file: mido names the damage
