@@ -102,6 +102,7 @@ def tokenize(
     max_tokens: int = typer.Option(100_000, "--max-tokens", help="skip pieces of more tokens than this"),
     validation: float = typer.Option(0.1, "--validation", help="share of pieces held out for validation"),
     velocity_bins: int = typer.Option(0, "--velocity-bins", help="tokenize velocity in this many bins (0: off)"),
+    instruments: bool = typer.Option(False, "--instruments", help="keep each note's instrument (GM family) and the drums: Program and Drum tokens"),
 ) -> None:
     """Tokenize music files into a corpus for training, with a train/validation split."""
     from composer.corpus import Limits
@@ -119,7 +120,7 @@ def tokenize(
         summary = tokenize_corpus(
             sources,
             out,
-            TokenizerConfig(velocity_bins=velocity_bins),
+            TokenizerConfig(velocity_bins=velocity_bins, instruments=instruments),
             jobs=jobs,
             limits=Limits(max_bytes=int(max_mb * 1e6), max_quarters=max_quarters, max_tokens=max_tokens),
             cache_dir=None if no_cache else default_cache_dir(),
@@ -293,7 +294,7 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="the same seed gives the same samples"),
     bpm: Optional[float] = typer.Option(None, "--bpm", help="tempo when there is no primer (default: corpus median)"),
     time_signature: Optional[str] = typer.Option(None, "--time-signature", help="metre of the samples, e.g. 3/4 (default: the primer's, else the corpus's most common)"),
-    program: int = typer.Option(0, "--program", help="General MIDI program (0: piano)"),
+    program: Optional[int] = typer.Option(None, "--program", help="General MIDI program of every note (default: each note's instrument; piano without --instruments)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
     musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a two-staff MusicXML score"),
     no_ceiling: bool = typer.Option(False, "--no-ceiling", help="allow over 1000 samples, 100,000 tokens, 1000 bars or an hour"),

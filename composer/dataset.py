@@ -178,7 +178,7 @@ def music_file_hash(path: Path, max_bytes: int) -> str:
 
 
 def config_key(config: TokenizerConfig, limits: Limits) -> str:
-    text = json.dumps([CACHE_VERSION, asdict(config), asdict(limits)], sort_keys=True)
+    text = json.dumps([CACHE_VERSION, config.to_dict(), asdict(limits)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -192,7 +192,7 @@ def tokenize_file(path: Path, config: TokenizerConfig, limits: Limits = Limits()
     input. A reason that depends on the machine rather than the content carries
     ``"transient": True`` and is not cached."""
     try:
-        pieces = read_pieces(path, limits)
+        pieces = read_pieces(path, limits, config.instruments)
     except UnreadableFile as error:
         return [(None, {"reason": str(error), "transient": True, "tune": ""})]
     except UnusableFile as error:

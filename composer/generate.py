@@ -89,7 +89,8 @@ def filter_logits(logits: np.ndarray, allowed: np.ndarray, settings: SampleSetti
 
 
 def note_length(vocab: Vocabulary) -> int:
-    return 3 if vocab.config.velocity_bins else 2
+    """Tokens of the longest note: Pitch [Velocity] Duration, after a Program with instruments."""
+    return 2 + bool(vocab.config.velocity_bins) + vocab.config.instruments
 
 
 def finishing_horizon(vocab: Vocabulary) -> int:
@@ -105,18 +106,20 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     # states reached by different shifts share one entry when their sounding notes agree
     key = (
         grammar.pending, grammar.pitch if grammar.pending else None, tuple(grammar.run), grammar.last_pitch,
+        grammar.instrument, grammar.onset_instrument,
         grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), left,
     )
     if key in memo:
         return memo[key]
     allowed = np.flatnonzero(grammar.allowed())
     kinds = grammar.kinds[allowed]
-    # one representative per kind suffices except for shifts, whose values change what may follow:
-    # the lowest pitch leaves the most room for chord notes, the shortest duration blocks least
-    # notes first: completing a note is the short way to finish, so most searches end at once
-    candidates = [allowed[kinds == kind][0] for kind in (Kind.DURATION, Kind.VELOCITY, Kind.PITCH) if (kinds == kind).any()] + list(
-        allowed[kinds == Kind.SHIFT]
-    )
+    # one representative per kind suffices except for shifts and programs, whose values change
+    # what may follow: the lowest pitch or drum key leaves the most room for chord notes, the
+    # shortest duration blocks least; notes first: completing a note is the short way to
+    # finish, so most searches end at once
+    candidates = [
+        allowed[kinds == kind][0] for kind in (Kind.DURATION, Kind.VELOCITY, Kind.DRUM, Kind.PITCH) if (kinds == kind).any()
+    ] + list(allowed[kinds == Kind.PROGRAM]) + list(allowed[kinds == Kind.SHIFT])
     result = False
     for token in candidates:
         child = _advanced(grammar, token)
@@ -146,13 +149,14 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
         return allowed
     memo = {} if memo is None else memo
     kinds = grammar.kinds
-    for kind in (Kind.SHIFT, Kind.PITCH, Kind.VELOCITY, Kind.DURATION):
+    for kind in (Kind.SHIFT, Kind.PROGRAM, Kind.PITCH, Kind.DRUM, Kind.VELOCITY, Kind.DURATION):
         # a higher pitch or a longer duration never makes finishing easier, so scanning from the
-        # top, the first token that can finish vouches for every one below it
+        # top, the first token that can finish vouches for every one below it (not so for shifts
+        # and programs: each is checked)
         tokens = np.flatnonzero(allowed & (kinds == kind))[::-1]
         for token in tokens:
             if can_finish(_advanced(grammar, token), left - 1, memo):
-                if kind != Kind.SHIFT:
+                if kind not in (Kind.SHIFT, Kind.PROGRAM):
                     break
             else:
                 allowed[token] = False
@@ -160,8 +164,8 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
 
 
 def _close(tokens: list[int], grammar: Grammar) -> None:
-    """End a sample on its last complete note: trailing shifts would make EOS ungrammatical."""
-    while grammar.kinds[tokens[-1]] == Kind.SHIFT:
+    """End a sample on its last complete note: trailing shifts (or a Program) would make EOS ungrammatical."""
+    while grammar.kinds[tokens[-1]] in (Kind.SHIFT, Kind.PROGRAM):
         tokens.pop()
 
 
@@ -300,7 +304,7 @@ def primer_from_file(path: Path, bars: float, vocab: Vocabulary) -> Primer:
     if not path.exists():
         raise ComposerError(f"{path}: no such primer file")
     try:
-        piece = read_piece(path)
+        piece = read_piece(path, instruments=vocab.config.instruments)
     except UnusableFile as error:
         raise ComposerError(f"{path}: {error}") from None
     end = bars * bar_quarters(piece.time_signature)
@@ -409,7 +413,7 @@ def continuation(notes: list[Note], start: float, end: float | None = None) -> l
     for n in notes:
         if n.start >= start - 1e-9 and (end is None or n.start < end - 1e-9):
             duration = n.duration if end is None else min(n.duration, end - n.start)
-            out.append(Note(n.pitch, n.start - start, duration, n.velocity))
+            out.append(Note(n.pitch, n.start - start, duration, n.velocity, n.program, n.drum))
     return out
 
 
@@ -430,7 +434,7 @@ class GenerateResult:
 
 
 def check_generate_options(num: int, tokens: int | None, bars: float | None, seconds: float | None, primer_bars: float,
-                           bpm: float | None, program: int, no_ceiling: bool) -> None:
+                           bpm: float | None, program: int | None, no_ceiling: bool) -> None:
     """Finite and in range; above a ceiling (minutes of sampling, or a folder of files a typo
     asked for) only with ``no_ceiling``."""
     check_option("--num", num, 1, 10**6, ceiling=1000, lifted=no_ceiling)
@@ -452,7 +456,7 @@ def generate(
     primer: Path | None = None,
     primer_bars: float = 2.0,
     bpm: float | None = None,
-    program: int = 0,
+    program: int | None = None,
     out: Path | None = None,
     progress: Callable[[int], None] = lambda n: None,
     musicxml: bool = False,

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from composer.storage import atomic_path
-from composer.tokens import Note
+from composer.tokens import Note, pitched
 
 STEPS_PER_QUARTER = 12
 
@@ -297,7 +297,7 @@ def voice_leading(
 def voice_ranges(pieces: Iterable[Sequence[Note]], low: float = 1, high: float = 99) -> tuple[tuple[int, int], ...]:
     """Each SATB voice's usual range over real pieces: its ``low``-th to ``high``-th percentile pitch."""
     per_voice: list[list[int]] = [[] for _ in SATB]
-    for notes in pieces:
+    for notes in map(pitched, pieces):
         voices = assign_voices(notes, CHORALE)
         for note, v in zip(notes, voices.of_note):
             per_voice[v].append(note.pitch)
@@ -779,8 +779,10 @@ def write_musicxml(
     """Write a piece as MusicXML (two staves, voices, key, metre, tempo, ties), atomically.
 
     ``key`` is a name such as "G major" (``corpus.estimate_key(notes)`` when None);
-    primer notes, those starting before ``primer_end`` quarters, are coloured grey.
+    primer notes, those starting before ``primer_end`` quarters, are coloured grey. Drums are
+    left out: they have no pitch to engrave (the page's piano roll shows them).
     """
+    notes = pitched(notes)
     if key is None:
         from composer.corpus import estimate_key
 
@@ -803,7 +805,7 @@ def excerpt_window(primer_end: float, time_signature: str = "4/4", bars_after: i
 def excerpt_notes(notes: Sequence[Note], start: float, end: float) -> list[Note]:
     """The notes sounding in [start, end), cut to it and moved to start at 0."""
     return [
-        Note(n.pitch, max(n.start, start) - start, min(n.start + n.duration, end) - max(n.start, start), n.velocity)
+        Note(n.pitch, max(n.start, start) - start, min(n.start + n.duration, end) - max(n.start, start), n.velocity, n.program, n.drum)
         for n in notes
         if _overlaps(n, start, end)
     ]
@@ -831,6 +833,7 @@ def render_excerpt_svg(
     """
     import verovio
 
+    notes = pitched(notes)  # drums: piano roll only, as in write_musicxml
     if key is None:
         from composer.corpus import estimate_key
 
