@@ -393,7 +393,7 @@ def _midi_events(midi, instruments: bool = False) -> tuple[list[Note], int, list
                 if message.channel == 9 and not instruments:
                     drums += 1
                 else:
-                    program = 0 if message.channel == 9 else programs[message.channel]
+                    program = programs[message.channel] if instruments and message.channel != 9 else 0
                     sounding.setdefault((message.channel, message.note), deque()).append((tick, message.velocity, program))
             elif kind == "note_off" or kind == "note_on":
                 started = sounding.get((message.channel, message.note))
@@ -512,7 +512,7 @@ def symusic_events(data: bytes, instruments: bool = False) -> tuple[NoteColumns,
         np.concatenate([c[name] for c in columns], dtype=np.int64) for name in ("time", "duration", "pitch", "velocity")
     )
     # symusic splits a track at each program change, so a track's program is its notes'
-    programs = np.concatenate([np.full(len(c["time"]), 0 if t.is_drum else t.program, np.int64) for t, c in zip(tracks, columns)])
+    programs = np.concatenate([np.full(len(c["time"]), t.program if instruments and not t.is_drum else 0, np.int64) for t, c in zip(tracks, columns)])
     drums = np.concatenate([np.full(len(c["time"]), t.is_drum, bool) for t, c in zip(tracks, columns)])
     tempi = sorted((t.time, bpm(t.mspq)) for t in score.tempos)
     signatures = sorted((s.time, f"{s.numerator}/{s.denominator}") for s in score.time_signatures)

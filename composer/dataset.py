@@ -209,6 +209,8 @@ def piece_tokens(piece: Piece | str, tune: str, vocab: Vocabulary, limits: Limit
     if isinstance(piece, str):
         return None, {"reason": piece, "tune": tune}
     tokens = encode_notes(piece.notes, vocab)
+    if len(tokens) == 2:  # BOS, EOS: with instruments, drums outside the GM keys are all it had
+        return None, {"reason": "no notes the vocabulary holds (drums outside the GM keys 35-81 only)", "tune": tune}
     if len(tokens) > limits.max_tokens:
         return None, {"reason": f"{len(tokens):,} tokens, over the {limits.max_tokens:,}-token limit per piece", "tune": tune}
     meta = {
