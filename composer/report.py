@@ -30,10 +30,11 @@ DPI = 100
 NOTE_COLOR = "#1f5fa8"
 PRIMER_COLOR = "#9a9a9a"
 PRIMER_SHADE = "#ececec"
-# one colour per instrument (tokens.INSTRUMENTS order, drums last in black), when a piece has several
+# one colour per instrument (tokens.INSTRUMENTS order, drums last in black), when a piece has
+# several; none grey, the primer's colour
 INSTRUMENT_COLORS = (
     "#1f5fa8", "#17becf", "#8c564b", "#2ca02c", "#d62728", "#ff7f0e", "#e377c2", "#bcbd22",
-    "#9467bd", "#7f7f7f", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#111111",
+    "#9467bd", "#006d5b", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#111111",
 )
 
 
@@ -82,17 +83,18 @@ def piano_roll_png(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
     end = end or max([n.start + n.duration for n in notes] + [primer_end or 0.0, 4.0])
+    instruments = [instrument_of(n.program, n.drum) for n in notes]
+    used = sorted(set(instruments))
     if primer_end is not None:
         ax.axvspan(0, primer_end, color=PRIMER_SHADE, zorder=0)
         ax.axvline(primer_end, color=PRIMER_COLOR, linestyle="--", linewidth=1, zorder=1)
         # a key at the right of the title line: inside the plot it would hide notes
-        ax.set_title("grey: primer · blue: new", loc="right", fontsize=10, color="#666")
+        key = "colours: instruments" if len(used) > 1 else "blue: new"
+        ax.set_title(f"grey: primer · {key}", loc="right", fontsize=10, color="#666")
     if notes:
         from matplotlib.collections import PolyCollection
 
         primer = np.array([primer_end is not None and n.start < primer_end for n in notes])
-        instruments = [instrument_of(n.program, n.drum) for n in notes]
-        used = sorted(set(instruments))
         colours = [INSTRUMENT_COLORS[i] for i in instruments] if len(used) > 1 else [NOTE_COLOR] * len(notes)
         if len(used) > 1:
             from matplotlib.patches import Patch

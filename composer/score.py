@@ -6,7 +6,9 @@ and the voice-leading measures a score shows at a glance.
   grand staff. Every note is kept exactly once.
 * ``write_musicxml`` lays the voices out on two staves (treble: the upper voices, bass: the
   lower), with key signature, metre, tempo, pitches spelled in the key, accidentals as an
-  engraver writes them (``accidentals_needed``) and ties across barlines.
+  engraver writes them (``accidentals_needed``) and ties across barlines. Music of several
+  instruments gets a part per instrument (``instrument_parts``): one staff each, two for a
+  piano; drums are left out (the page's piano roll shows them).
   ``accidental_errors`` re-reads any MusicXML file and counts accidentals shown in vain or missing.
 * ``render_excerpt_svg`` engraves a window of the piece with verovio, primer notes in grey.
 * ``voice_leading`` counts parallel fifths and octaves, voice crossings and notes outside each
@@ -27,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from composer.storage import atomic_path
-from composer.tokens import Note, pitched
+from composer.tokens import INSTRUMENTS, Note, instrument_of, pitched
 
 STEPS_PER_QUARTER = 12
 
@@ -609,8 +611,9 @@ def build_score(
         score.insert(0, music21.metadata.Metadata(title=title))
     staves = []
     voice_number = 0  # MusicXML voice numbers run on across the staves of one part
-    for staff in (0, 1):
-        part = stream.PartStaff()
+    used = sorted(set(voices.staff_of_voice))
+    for staff in used:
+        part = stream.PartStaff() if len(used) > 1 else stream.Part()
         part.partName = part_name if part_name is not None else ("Chorale" if voices.texture == CHORALE else "Piano")
         staff_voices = [v for v, s in enumerate(voices.staff_of_voice) if s == staff]
         # (stem, rests shown, chords): a voice's own layer shows its rests; the layers that only
@@ -630,7 +633,7 @@ def build_score(
                 measure.insert(0, music21.clef.TrebleClef() if staff == 0 else music21.clef.BassClef())
                 measure.insert(0, music21.key.KeySignature(music_key.sharps))
                 measure.insert(0, music21.meter.TimeSignature(time_signature))
-                if staff == 0 and bpm:
+                if staff == used[0] and bpm:
                     measure.insert(0, music21.tempo.MetronomeMark(number=round(bpm, 1), referent=1.0))
             for k, (stem, rests_shown, chords) in enumerate(layers):
                 # every layer in every bar, even as hidden rests: readers such as music21 pair a
@@ -644,8 +647,52 @@ def build_score(
         staves.append(part)
     for part in staves:
         score.insert(0, part)
-    score.insert(0, music21.layout.StaffGroup(staves, symbol="brace", barTogether=True))
+    if len(staves) > 1:
+        score.insert(0, music21.layout.StaffGroup(staves, symbol="brace", barTogether=True))
     return score
+
+
+def instrument_parts(notes: Sequence[Note]) -> list[tuple[str, list[int], Voices]]:
+    """The pitched notes of each instrument (its GM family; drums left out), in the vocabulary's
+    order, as (name, indices into ``notes``, voices): a piano's on a grand staff, any other's on
+    one staff, treble or bass by its median pitch, its overlapping notes in layers."""
+    groups: dict[int, list[int]] = {}
+    for i, note in enumerate(notes):
+        if not note.drum:
+            groups.setdefault(instrument_of(note.program, note.drum), []).append(i)
+    parts = []
+    for instrument in sorted(groups):
+        members = groups[instrument]
+        own = [notes[i] for i in members]
+        if instrument == 0:
+            voices = assign_voices(own, GRAND_STAFF)
+        else:
+            staff = 0 if np.median([n.pitch for n in own]) >= 60 else 1
+            voices = Voices(GRAND_STAFF, (INSTRUMENTS[instrument][0],), (staff,), (0,) * len(own))
+        parts.append((INSTRUMENTS[instrument][0], members, voices))
+    return parts
+
+
+def build_band_score(notes: Sequence[Note], key: str = "", time_signature: str = "4/4", bpm: float = 120.0,
+                     primer_end: float | None = None, title: str = "", parts=None, first_bar: int = 1):
+    """``build_score`` of music of several instruments: one part per instrument
+    (``instrument_parts``, or ``parts`` chosen on a whole piece), all in one key, the tempo on the first."""
+    import music21
+    from music21 import stream
+
+    score = stream.Score()
+    if title:
+        score.insert(0, music21.metadata.Metadata(title=title))
+    for k, (name, members, voices) in enumerate(parts or instrument_parts(notes)):
+        own = build_score([notes[i] for i in members], key, time_signature, bpm if k == 0 else 0.0, primer_end,
+                          voices=voices, first_bar=first_bar, part_name=name)
+        for element in list(own):
+            score.insert(0, element)
+    return score
+
+
+def several_instruments(notes: Sequence[Note]) -> bool:
+    return len({instrument_of(n.program, n.drum) for n in notes if not n.drum}) > 1
 
 
 def _in_bar(chord: _Chord, bar_start: int, bar: int) -> bool:
@@ -787,7 +834,8 @@ def write_musicxml(
         from composer.corpus import estimate_key
 
         key = estimate_key(list(notes))
-    score = build_score(notes, key, time_signature, bpm, primer_end, title or Path(path).stem)
+    build = build_band_score if several_instruments(notes) else build_score
+    score = build(notes, key, time_signature, bpm, primer_end, title or Path(path).stem)
     data = musicxml_bytes(score)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)
@@ -838,14 +886,26 @@ def render_excerpt_svg(
         from composer.corpus import estimate_key
 
         key = estimate_key(list(notes))
-    whole = assign_voices(notes)  # voices of the whole piece: the excerpt reads as the full score does
-    kept = [(n, v) for n, v in zip(notes, whole.of_note) if _overlaps(n, start_quarter, end_quarter)]
-    cut = excerpt_notes([n for n, _ in kept], start_quarter, end_quarter)
-    voices = Voices(whole.texture, whole.names, whole.staff_of_voice, tuple(v for _, v in kept))
     primer = None if primer_end is None else primer_end - start_quarter
     bar = bar_steps(time_signature) / STEPS_PER_QUARTER
     first_bar = int(np.floor(start_quarter / bar + _EPS)) + 1
-    score = build_score(cut, key, time_signature, bpm, primer, voices=voices, first_bar=first_bar, part_name="")
+    if several_instruments(notes):
+        # parts and voices of the whole piece, so the excerpt reads as the full score does
+        inside = [i for i, n in enumerate(notes) if _overlaps(n, start_quarter, end_quarter)]
+        cut = excerpt_notes([notes[i] for i in inside], start_quarter, end_quarter)
+        position = {i: k for k, i in enumerate(inside)}
+        parts = []
+        for name, members, whole in instrument_parts(notes):
+            kept = [(position[i], v) for i, v in zip(members, whole.of_note) if i in position]
+            if kept:
+                parts.append((name, [k for k, _ in kept], Voices(whole.texture, whole.names, whole.staff_of_voice, tuple(v for _, v in kept))))
+        score = build_band_score(cut, key, time_signature, bpm, primer, parts=parts, first_bar=first_bar)
+    else:
+        whole = assign_voices(notes)  # voices of the whole piece: the excerpt reads as the full score does
+        kept = [(n, v) for n, v in zip(notes, whole.of_note) if _overlaps(n, start_quarter, end_quarter)]
+        cut = excerpt_notes([n for n, _ in kept], start_quarter, end_quarter)
+        voices = Voices(whole.texture, whole.names, whole.staff_of_voice, tuple(v for _, v in kept))
+        score = build_score(cut, key, time_signature, bpm, primer, voices=voices, first_bar=first_bar, part_name="")
     toolkit = verovio.toolkit()
     toolkit.setOptions(
         {

@@ -379,16 +379,32 @@ def test_piano_roll_colours_notes_by_instrument(tmp_path):
     assert rgb(NOTE_COLOR) in piano and rgb(INSTRUMENT_COLORS[4]) not in piano
 
 
-def test_scores_leave_the_drums_out_and_voice_leading_needs_a_four_part_texture(tmp_path):
+def test_scores_have_a_part_per_instrument_without_the_drums(tmp_path):
     from music21 import converter
 
-    from composer.metrics import score_measures
-    from composer.score import DEFAULT_RANGES, write_musicxml
+    from composer.score import accidental_errors, render_excerpt_svg, write_musicxml
 
-    notes = band_notes(2)
+    notes = band_notes(2) + [Note(72 + i % 3, i * 0.5, 0.5, 80, 73) for i in range(16)]
     path = write_musicxml(notes, tmp_path / "band.musicxml")
-    pitches = sorted(int(p.midi) for p in converter.parse(str(path)).flatten().pitches)
-    assert pitches == sorted(n.pitch for n in notes if not n.drum)
+    parts = converter.parse(str(path)).parts
+    # the piano on a grand staff (two staves of one part), bass and flute on one staff each
+    assert [p.partName for p in parts] == ["Piano", "Piano", "Bass", "Pipe"]
+    by_part = {name: sorted(int(x.midi) for p in parts if p.partName == name for x in p.flatten().pitches) for name in ("Piano", "Bass", "Pipe")}
+    assert by_part == {
+        "Piano": sorted(n.pitch for n in notes if n.program == 0 and not n.drum),
+        "Bass": sorted(n.pitch for n in notes if n.program == 33),
+        "Pipe": sorted(n.pitch for n in notes if n.program == 73),
+    }
+    assert [p.getElementsByClass("Measure")[0].clef.sign for p in parts] == ["G", "F", "F", "G"]
+    assert accidental_errors(path.read_bytes()).total == 0
+    svg = render_excerpt_svg(notes, tmp_path / "band.svg", 0.0, 8.0, 4.0).read_text()
+    assert svg.count('class="staff"') == 4 * 2  # four staves in each of the two bars
+
+
+def test_voice_leading_needs_a_four_part_texture():
+    from composer.metrics import score_measures
+    from composer.score import DEFAULT_RANGES
+
     sevenths = [Note(p + b, b, 1.0, 80, 0) for b in range(4) for p in (60, 64, 67, 70)] + [Note(36 - b, b, 1.0, 90, 33) for b in range(4)]
     assert all(np.isnan(v) for v in score_measures(sevenths, DEFAULT_RANGES).values())  # 5 voices, 2 instruments: no SATB
     assert not any(np.isnan(v) for v in score_measures(sevenths[:16], DEFAULT_RANGES).values())  # one instrument: read as ever
