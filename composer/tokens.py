@@ -295,9 +295,12 @@ class Vocabulary:
         """Rows of the grammar's sounding table: one per instrument, or one piano stream."""
         return len(INSTRUMENTS) if self.config.instruments else 1
 
+    @functools.cached_property  # read per token while sampling
+    def size(self) -> int:
+        return max(group.offset + len(group.labels) for group in self.groups.values())
+
     def __len__(self) -> int:
-        last = max(self.groups.values(), key=lambda g: g.offset + len(g.labels))
-        return last.offset + len(last.labels)
+        return self.size
 
     def shift_token(self, steps: int) -> int:
         return self.shift_offset + self.grid.index(steps)
@@ -583,8 +586,10 @@ class Grammar:
         """Instruments a Program may switch to: another than the previous note's, higher than
         this onset's last, and with a note left to strike."""
         instruments = np.arange(len(INSTRUMENTS))
-        mask = (instruments != self.instrument) & (instruments > self.onset_instrument)
-        return mask & np.array([i == DRUMS or bool(self.note_mask(i).any()) for i in instruments])
+        low, high = self.vocab.config.pitch_low, self.vocab.config.pitch_high
+        # another instrument has not played at this onset, so any pitch of it that is silent is free
+        free = np.append((self.note_end[:DRUMS, low : high + 1] <= self.time).any(axis=1), True)
+        return (instruments != self.instrument) & (instruments > self.onset_instrument) & free
 
     def shifts_reaching_a_free_voice(self) -> np.ndarray:
         """For each shift: whether it, or a run of shifts it starts, reaches an onset where fewer
