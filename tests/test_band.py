@@ -485,3 +485,25 @@ def test_train_and_generate_on_a_band_corpus(band_folder, tmp_path):
         assert 9 in drum_channels
         assert min(audible_tracks(path, tmp_path).values()) > 50
         assert wav_rms(path.with_suffix(".wav")) > 100
+
+
+# ---- without the flag, nothing moves ---------------------------------------------------------------
+
+# sha256 of the 349 bundled chorales' tokens (int32, each piece followed by "|"), as the tokenizer
+# gave them before instruments existed (main at bcaf844): 225,663 tokens
+CHORALE_TOKENS_SHA256 = "2a1fb8d6c34912ad4a90a26826bea2475a7b3b0afd51368584bf67b5eef2674e"
+
+
+def test_the_bundled_chorales_tokenize_as_before_instruments():
+    import hashlib
+
+    from composer.corpus import find_music_files
+    from composer.dataset import tokenize_files
+    from conftest import CHORALES
+
+    results, _ = tokenize_files(find_music_files([CHORALES]), TokenizerConfig(), jobs=1)
+    digest = hashlib.sha256()
+    for _, _, tokens, _ in results:
+        digest.update(tokens.astype("<i4").tobytes() + b"|")
+    assert (len(results), sum(len(t) for _, _, t, _ in results)) == (349, 225_663)
+    assert digest.hexdigest() == CHORALE_TOKENS_SHA256
