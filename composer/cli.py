@@ -296,7 +296,7 @@ def generate(
     time_signature: Optional[str] = typer.Option(None, "--time-signature", help="metre of the samples, e.g. 3/4 (default: the primer's, else the corpus's most common)"),
     program: Optional[int] = typer.Option(None, "--program", help="General MIDI program of every note (default: each note's instrument; piano without --instruments)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
-    musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a two-staff MusicXML score"),
+    musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a MusicXML score (two staves; a part per instrument with --instruments corpora)"),
     no_ceiling: bool = typer.Option(False, "--no-ceiling", help="allow over 1000 samples, 100,000 tokens, 1000 bars or an hour"),
     wav: bool = typer.Option(False, "--wav", help="also write each sample as a WAV file, rendered as the comparison page's audio"),
 ) -> None:

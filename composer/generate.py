@@ -465,7 +465,7 @@ def generate(
     no_ceiling: bool = False,
 ) -> GenerateResult:
     """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
-    (and, with ``musicxml``, as two-staff scores for notation software beside them; with
+    (and, with ``musicxml``, as scores for notation software beside them (two staves, or a part per instrument); with
     ``wav``, as audio rendered as the comparison page renders its own, ``audio.render_wav``).
 
     The metre is ``time_signature`` when given, else the primer's, else the corpus's most
