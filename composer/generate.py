@@ -465,8 +465,9 @@ def generate(
     no_ceiling: bool = False,
 ) -> GenerateResult:
     """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
-    (and, with ``musicxml``, as scores for notation software beside them (two staves, or a part per instrument); with
-    ``wav``, as audio rendered as the comparison page renders its own, ``audio.render_wav``).
+    (and, with ``musicxml``, as scores for notation software beside them: two staves, or a part
+    per instrument; with ``wav``, as audio rendered as the comparison page renders its own,
+    ``audio.render_wav``).
 
     The metre is ``time_signature`` when given, else the primer's, else the corpus's most
     common one (run.json): it sets the bars that ``bars`` counts and the files' time signature."""
