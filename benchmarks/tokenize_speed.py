@@ -1,6 +1,6 @@
 """How fast is tokenizing with the symusic reader, against the mido reader it replaced and music21?
 
-    .venv/bin/python benchmarks/tokenize_speed.py [--corpus midi_data/bach_chorales] [--limit 60] [--repeat 3]
+    .venv/bin/python benchmarks/tokenize_speed.py [--corpus midi_data/bach_chorales] [--limit 60] [--repeat 3] [--instruments]
 
 Measured on the same files, one process, no cache, the user's path: ``tokenize_files(files,
 config, jobs=1, cache_dir=None)`` (hash, read, screen, quantize, encode) as `composer tokenize`
@@ -13,7 +13,9 @@ The symusic and mido runs alternate, best of ``--repeat`` each, so that a busy m
 both alike; the tokens of the two must be identical (else exit status 1). Targets: symusic at
 least 5x mido's files/s, and at least 10x music21's. Then: files/s with every core, and the
 re-run answered from the content-hash cache. Imports and one warm-up file are excluded from
-every timing; the load average is printed beside each.
+every timing; the load average is printed beside each. ``--instruments`` measures it all with
+Program and Drum tokens (``TokenizerConfig(instruments=True)``), and first the plain and the
+instrument configurations alternating on the same files, with tokens per note of each.
 """
 
 from __future__ import annotations
@@ -89,19 +91,40 @@ def compare_readers(files: list[Path], config: TokenizerConfig, repeat: int) -> 
     return best["symusic"], best["mido"], same
 
 
+def compare_configs(files: list[Path], repeat: int) -> None:
+    """Plain against instrument tokens on the same files, alternating (best of ``repeat``): files/s and tokens per note."""
+    from composer.tokens import Vocabulary, count_notes
+
+    best = {}
+    for _ in range(repeat):
+        for instruments in (False, True):
+            config = TokenizerConfig(instruments=instruments)
+            seconds, tokens, where = timed(lambda: tokens_of(files, config))
+            notes = sum(count_notes(t, Vocabulary(config)) for t in tokens)
+            if seconds < best.get(instruments, (float("inf"),))[0]:
+                best[instruments] = (seconds, where, sum(len(t) for t in tokens) / notes, notes)
+    for instruments, (seconds, where, per_note, notes) in best.items():
+        label = "with --instruments" if instruments else "plain"
+        print(f"{label:<20} {len(files) / seconds:>8.1f} files/s  {per_note:.3f} tokens/note  {notes:,} notes  {where}")
+    print(f"speed with --instruments: {best[False][0] / best[True][0]:.0%} of plain; tokens per note {best[True][2] / best[False][2]:.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "midi_data" / "bach_chorales")
     parser.add_argument("--limit", type=int, default=60, help="files for the music21 comparison (0: all)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the all-cores run")
     parser.add_argument("--repeat", type=int, default=3, help="keep the best of this many runs of each reader")
+    parser.add_argument("--instruments", action="store_true", help="tokenize with Program and Drum tokens")
     args = parser.parse_args()
 
     files = find_music_files([args.corpus])
     if not files:
         raise SystemExit(f"{args.corpus}: no music files")
     subset = files[: args.limit] if args.limit else files
-    config = TokenizerConfig()
+    config = TokenizerConfig(instruments=args.instruments)
+    if args.instruments:
+        compare_configs(files, max(1, args.repeat))
 
     import music21  # noqa: F401  (imports are not what is measured)
     import mido  # noqa: F401

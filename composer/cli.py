@@ -105,6 +105,7 @@ def tokenize(
     velocity_bins: int = typer.Option(0, "--velocity-bins", help="tokenize velocity in this many bins (0: off)"),
     fine_durations: bool = typer.Option(False, "--fine-durations", help="durations and rests every eighth from 4 to 8 quarters (default: whole quarters there)"),
     tie_long_notes: bool = typer.Option(False, "--tie-long-notes", help="notes over the longest duration as tied durations (default: cut to it)"),
+    instruments: bool = typer.Option(False, "--instruments", help="keep each note's instrument (GM family) and the drums: Program and Drum tokens"),
 ) -> None:
     """Tokenize music files into a corpus for training, with a train/validation split."""
     from composer.dataset import default_cache_dir, tokenize_corpus
@@ -125,6 +126,7 @@ def tokenize(
                 velocity_bins=velocity_bins,
                 **({"beat_res": FINE_BEAT_RES} if fine_durations else {}),
                 long_notes="tie" if tie_long_notes else "clamp",
+                instruments=instruments,
             ),
             jobs=jobs,
             limits=Limits(max_bytes=int(max_mb * 1e6), max_quarters=max_quarters, max_tokens=max_tokens),
@@ -298,9 +300,9 @@ def generate(
     seed: int = typer.Option(SampleSettings.seed, "--seed", help="the same seed gives the same samples"),
     bpm: Optional[float] = typer.Option(None, "--bpm", help="tempo when there is no primer (default: corpus median)"),
     time_signature: Optional[str] = typer.Option(None, "--time-signature", help="metre of the samples, e.g. 3/4 (default: the primer's, else the corpus's most common)"),
-    program: int = typer.Option(0, "--program", help="General MIDI program (0: piano)"),
+    program: Optional[int] = typer.Option(None, "--program", help="General MIDI program of every note (default: each note's instrument; piano without --instruments)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the MIDI files (default: RUN/samples/epoch-NNNN)"),
-    musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a two-staff MusicXML score"),
+    musicxml: bool = typer.Option(False, "--musicxml", help="also write each sample as a MusicXML score (two staves; a part per instrument with --instruments corpora)"),
     no_ceiling: bool = typer.Option(False, "--no-ceiling", help="allow over 1000 samples, 100,000 tokens, 1000 bars or an hour"),
     wav: bool = typer.Option(False, "--wav", help="also write each sample as a WAV file, rendered as the comparison page's audio"),
 ) -> None:

@@ -38,7 +38,7 @@ from composer.generate import Primer, bar_quarters, check_settings, continuation
 from composer.metre import bars_end, metre_at
 from composer.corpus import estimate_key
 from composer.runs import Run
-from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes
+from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes, pitched
 
 TRAIN_PIECES_FOR_BITS = 64  # training bits per note on a fixed subset: enough to show the gap, quick
 REAL = "real continuation"
@@ -193,6 +193,7 @@ def measure_piece(notes: list[Note], context: list[Note], ranges) -> dict[str, f
     one continuation (``context``: primer and continuation)."""
     from composer.metrics import MEASURES, harmony_features, heard_measures, piece_statistics, score_measures
 
+    notes, context = pitched(notes), pitched(context)  # drums have no pitch: every measure reads the pitched notes
     values = {**heard_measures(notes, context), **score_measures(notes, ranges), **harmony_features(notes)}
     statistics = piece_statistics(notes)
     for key in MEASURES:
@@ -537,7 +538,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
         slug = f"{'real' if row == REAL else row.replace(' ', '-')}_{safe_stem(name)}"
         bpm = opening.primer.bpm or float(config.data.median_bpm)
         signature = opening.primer.time_signature or "4/4"
-        midi = write_midi(notes, directory / f"{slug}.mid", bpm, 0, signature, end)
+        midi = write_midi(notes, directory / f"{slug}.mid", bpm, None, signature, end)  # each note's instrument
         rendering = render_wav(midi, directory / f"{slug}.wav", settings.soundfont)
         synthesizers.add(rendering.synthesizer)
         image = piano_roll_png(notes, directory / f"{slug}.png", f"{row} · {name}", opening.primer.end or None, pitch_span, end)

@@ -3,7 +3,9 @@
 Every reader returns a ``Piece``: one polyphonic list of notes (all non-drum tracks merged,
 times in quarter notes) plus the metadata that is not tokenized (tempo, time signature, key;
 ``meta["metre"]``: every time-signature change with its position, ``metre.metre_changes``).
-A file that cannot be used raises ``UnusableFile`` with a one-line reason.
+With ``instruments`` the notes keep their General MIDI program (at their note-on) and the
+drums (channel 10, or a music21 percussion part) are kept, flagged. A file that cannot be used
+raises ``UnusableFile`` with a one-line reason.
 """
 
 from __future__ import annotations
@@ -185,17 +187,17 @@ def check_size(size: int, max_bytes: int) -> None:
         raise UnusableFile(f"{shown} is over the {max_bytes / 1e6:g} MB size limit")
 
 
-def read_piece(path: Path, limits: Limits = Limits()) -> Piece:
+def read_piece(path: Path, limits: Limits = Limits(), instruments: bool = False) -> Piece:
     """Read one file into a Piece (of a file of several tunes, the first usable one) or raise
     UnusableFile saying why."""
-    pieces = read_pieces(path, limits)
+    pieces = read_pieces(path, limits, instruments)
     usable = [piece for _, piece in pieces if isinstance(piece, Piece)]
     if not usable:
         raise UnusableFile(f"no usable tune ({pieces[0][1]})" if len(pieces) > 1 else str(pieces[0][1]))
     return usable[0]
 
 
-def read_pieces(path: Path, limits: Limits = Limits()) -> list[tuple[str, Piece | str]]:
+def read_pieces(path: Path, limits: Limits = Limits(), instruments: bool = False) -> list[tuple[str, Piece | str]]:
     """Every piece of one file as (its tune number, the Piece or why it is skipped): one, with
     number "", for most files; one per tune for a file of several (an ABC file of many tunes,
     or any music21 opus), each with its own metre, key and tempo. Raises UnusableFile when the
@@ -205,14 +207,14 @@ def read_pieces(path: Path, limits: Limits = Limits()) -> list[tuple[str, Piece 
         raise UnusableFile(f"unknown file type {suffix!r}")
     data = read_bounded(path, limits.max_bytes)
     if suffix in MIDI_SUFFIXES:
-        return [("", screened(read_midi(data), limits))]
+        return [("", screened(read_midi(data, instruments), limits))]
     scores = parse_music21(path, unzip_musicxml(data, limits.max_bytes) if suffix == ".mxl" else None)
     if len(scores) == 1:
-        return [("", screened(score_piece(scores[0][1]), limits))]
+        return [("", screened(score_piece(scores[0][1], instruments), limits))]
     pieces: list[tuple[str, Piece | str]] = []
     for number, score in scores:
         try:
-            pieces.append((number, screened(score_piece(score), limits)))
+            pieces.append((number, screened(score_piece(score, instruments), limits)))
         except UnusableFile as error:
             pieces.append((number, str(error)))
     return pieces
@@ -305,21 +307,21 @@ def collapse_silences(notes: Sequence[Note], max_silence: float) -> NoteColumns:
     reach = np.maximum.accumulate(np.concatenate([[0.0], starts + np.minimum(durations, max_silence)]))[:-1]
     gaps = starts - reach
     removed = np.cumsum(np.where(gaps > max_silence, gaps - max_silence, 0.0))
-    return NoteColumns(columns.pitches, starts - removed, durations, columns.velocities)
+    return NoteColumns(columns.pitches, starts - removed, durations, columns.velocities, columns.programs, columns.drums)
 
 
-def read_midi(data: bytes) -> Piece:
+def read_midi(data: bytes, instruments: bool = False) -> Piece:
     """A MIDI file's Piece through symusic (C++, several times faster), or through mido where
     symusic refuses the file, finds no notes in it, or is known to read it differently: mido then
     gives the reason a damaged file is skipped, exactly as before symusic."""
     check_midi_header(data)
-    events = symusic_events(data) if symusic_reads_as_mido(data) else None
+    events = symusic_events(data, instruments) if symusic_reads_as_mido(data) else None
     if events is None:
-        return read_midi_mido(data)
+        return read_midi_mido(data, instruments)
     return midi_piece(*events)
 
 
-def read_midi_mido(data: bytes) -> Piece:
+def read_midi_mido(data: bytes, instruments: bool = False) -> Piece:
     """The reference reader (pure Python, from mido's messages): the fallback of ``read_midi``
     and what its symusic path is tested against."""
     import mido
@@ -332,7 +334,7 @@ def read_midi_mido(data: bytes) -> Piece:
         if len(reason) < 12:  # KeyError(4), EOFError(): the type says more than the message
             reason = f"{type(error).__name__}: {reason}".rstrip(": ")
         raise UnusableFile(f"damaged MIDI file ({reason[:200]})") from None
-    notes, drums, tempi, signatures = _midi_events(midi)
+    notes, drums, tempi, signatures = _midi_events(midi, instruments)
     if not notes and drums:
         raise UnusableFile("drums only")
     return midi_piece(notes, tempi, signatures)
@@ -364,15 +366,16 @@ def midi_piece(notes: Sequence[Note], tempi: list[float], signatures: list[Chang
     )
 
 
-def note_order(note: Note) -> tuple[float, int, float, int]:
+def note_order(note: Note) -> tuple[float, int, float, int, bool, int]:
     """One total order for both MIDI readers, so that they give the very same list (duplicates
     at one onset included: with velocity bins, the first of the longest gives the velocity)."""
-    return note.start, note.pitch, note.duration, note.velocity
+    return note.start, note.pitch, note.duration, note.velocity, note.drum, note.program
 
 
-def _midi_events(midi) -> tuple[list[Note], int, list[float], list[Change]]:
+def _midi_events(midi, instruments: bool = False) -> tuple[list[Note], int, list[float], list[Change]]:
     """Notes of every non-drum channel (times in quarters, straight from ticks), drum notes,
-    tempi, metres with their positions (quarters).
+    tempi, metres with their positions (quarters). With ``instruments``, the notes carry their
+    program and the drums are among them (flagged).
 
     Reading ticks directly keeps times exact in quarters whatever the tempo map, and is
     several times faster than going through seconds.
@@ -385,21 +388,25 @@ def _midi_events(midi) -> tuple[list[Note], int, list[float], list[Change]]:
     for track in midi.tracks:
         tick = 0
         # deques: a file striking one key a million times before releasing it stays linear
-        sounding: dict[tuple[int, int], deque[tuple[int, int]]] = {}
+        sounding: dict[tuple[int, int], deque[tuple[int, int, int]]] = {}
+        programs = [0] * 16  # per channel, as the track's program changes set them (symusic's track split)
         for message in track:
             tick += message.time
             kind = message.type
             if kind == "note_on" and message.velocity > 0:
-                if message.channel == 9:
+                if message.channel == 9 and not instruments:
                     drums += 1
                 else:
-                    sounding.setdefault((message.channel, message.note), deque()).append((tick, message.velocity))
+                    program = programs[message.channel] if instruments and message.channel != 9 else 0
+                    sounding.setdefault((message.channel, message.note), deque()).append((tick, message.velocity, program))
             elif kind == "note_off" or kind == "note_on":
                 started = sounding.get((message.channel, message.note))
                 if started:
-                    onset, velocity = started.popleft()  # first on, first off, as pretty_midi pairs them
+                    onset, velocity, program = started.popleft()  # first on, first off, as pretty_midi pairs them
                     if tick > onset:
-                        notes.append(Note(message.note, onset / per_quarter, (tick - onset) / per_quarter, velocity))
+                        notes.append(Note(message.note, onset / per_quarter, (tick - onset) / per_quarter, velocity, program, message.channel == 9))
+            elif kind == "program_change":
+                programs[message.channel] = message.program
             elif kind == "set_tempo":
                 tempi.append((tick, bpm(message.tempo)))
             elif kind == "time_signature":
@@ -491,7 +498,7 @@ def _meta_agrees(data: bytes, at: int, start: int, end: int) -> bool:
     return -7 <= key <= 7 and body[1] <= 1
 
 
-def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[Change]] | None:
+def symusic_events(data: bytes, instruments: bool = False) -> tuple[NoteColumns, list[float], list[Change]] | None:
     """(notes, tempi, metres) as ``_midi_events`` finds them, through symusic; None when
     symusic refuses the file, finds no notes, or its ticks could have wrapped round."""
     try:
@@ -503,12 +510,16 @@ def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[Change]]
     except Exception:  # RuntimeError for a damaged file: mido names the damage
         return None
     per_quarter = score.ticks_per_quarter
-    columns = [track.notes.numpy() for track in score.tracks if not track.is_drum]
+    tracks = [track for track in score.tracks if instruments or not track.is_drum]
+    columns = [track.notes.numpy() for track in tracks]
     if not columns:
         return None
     starts, lengths, pitches, velocities = (
         np.concatenate([c[name] for c in columns], dtype=np.int64) for name in ("time", "duration", "pitch", "velocity")
     )
+    # symusic splits a track at each program change, so a track's program is its notes'
+    programs = np.concatenate([np.full(len(c["time"]), t.program if instruments and not t.is_drum else 0, np.int64) for t, c in zip(tracks, columns)])
+    drums = np.concatenate([np.full(len(c["time"]), t.is_drum, bool) for t, c in zip(tracks, columns)])
     tempi = sorted((t.time, bpm(t.mspq)) for t in score.tempos)
     signatures = sorted((s.time, f"{s.numerator}/{s.denominator}") for s in score.time_signatures)
     times = np.concatenate([starts, starts + lengths, [t for t, _ in tempi], [t for t, _ in signatures]])
@@ -517,9 +528,11 @@ def symusic_events(data: bytes) -> tuple[NoteColumns, list[float], list[Change]]
     kept = lengths > 0  # mido's reader drops a note released where it starts
     if not kept.any():
         return None
-    starts, lengths, pitches, velocities = starts[kept], lengths[kept], pitches[kept], velocities[kept]
-    order = np.lexsort((velocities, lengths, pitches, starts))  # note_order: ticks sort as quarters do
-    notes = NoteColumns(pitches[order], starts[order] / per_quarter, lengths[order] / per_quarter, velocities[order])
+    starts, lengths, pitches, velocities, programs, drums = (a[kept] for a in (starts, lengths, pitches, velocities, programs, drums))
+    order = np.lexsort((programs, drums, velocities, lengths, pitches, starts))  # note_order: ticks sort as quarters do
+    notes = NoteColumns(
+        pitches[order], starts[order] / per_quarter, lengths[order] / per_quarter, velocities[order], programs[order], drums[order]
+    )
     return notes, [t for _, t in tempi], [(t / per_quarter, s) for t, s in signatures]
 
 
@@ -586,24 +599,50 @@ def parse_music21(path: Path, data: bytes | None = None) -> list[tuple[str, obje
     return list(zip(numbers, scores))
 
 
-def score_piece(score) -> Piece:
-    """One music21 score as a Piece: its notes, tempo marks and metres."""
+def score_piece(score, instruments: bool = False) -> Piece:
+    """One music21 score as a Piece: its notes, tempo marks and metres; with ``instruments``,
+    each part's General MIDI program (its instrument's), a percussion part as drums."""
     try:
-        flat = score.stripTies().flatten()  # stripTies: a tied note is one sounding note
+        stripped = score.stripTies()  # stripTies: a tied note is one sounding note
+        flat = stripped.flatten()
         notes: list[Note] = []
-        for element in flat.notes:
-            start, length = float(element.offset), float(element.quarterLength)
-            velocity = element.volume.velocity or 90
-            for pitch in element.pitches:
-                notes.append(Note(int(pitch.midi), start, length, int(velocity)))
+        for part, program, drum in _part_instruments(stripped) if instruments else [(flat, 0, False)]:
+            for element in part.flatten().notes if instruments else flat.notes:
+                start, length = float(element.offset), float(element.quarterLength)
+                velocity = element.volume.velocity or 90
+                for pitch in _element_pitches(element, drum):
+                    notes.append(Note(pitch, start, length, int(velocity), program, drum))
         tempi = [_quarter_bpm(mark) for mark in flat.getElementsByClass("MetronomeMark")]
         # numerator/denominator rather than ratioString: "3+2/8" becomes "5/8", which every reader parses
         placed = [(float(ts.offset), f"{ts.numerator}/{ts.denominator}") for ts in flat.getElementsByClass("TimeSignature")]
     except Exception as error:
         raise UnusableFile(f"unreadable by music21 ({first_line(error)})") from None
     notes = [n for n in notes if n.duration > 0 and math.isfinite(n.start) and n.start >= 0 and 0 <= n.pitch <= 127]
-    notes.sort(key=lambda n: (n.start, n.pitch))
+    notes.sort(key=lambda n: (n.start, n.pitch, n.drum, n.program))
     return midi_piece(notes, tempi, placed)
+
+
+def _part_instruments(score) -> list[tuple[object, int, bool]]:
+    """(part, GM program, drums?) of each part of a score (the whole score when it has none):
+    the program of the part's first instrument, 0 where it names none."""
+    from music21 import instrument
+
+    parts = list(score.parts) or [score]
+    found = []
+    for part in parts:
+        named = part.getInstrument(returnDefault=False)
+        drum = isinstance(named, instrument.UnpitchedPercussion) or (named is not None and named.midiChannel == 9)
+        program = named.midiProgram if named is not None and named.midiProgram is not None and not drum else 0
+        found.append((part, int(program), drum))
+    return found
+
+
+def _element_pitches(element, drum: bool) -> list[int]:
+    """MIDI keys of a note, chord or unpitched stroke (an unpitched one by its percussion map)."""
+    if hasattr(element, "pitches") and element.pitches:
+        return [int(p.midi) for p in element.pitches]
+    midi = getattr(element, "percMapPitch", None) if drum else None
+    return [int(midi)] if midi is not None else []
 
 
 def first_line(error: Exception) -> str:
@@ -630,7 +669,8 @@ KEY_NAMES = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]
 def estimate_key(notes: Sequence[Note]) -> str:
     """Krumhansl-Schmuckler key estimate from duration-weighted pitch classes (e.g. 'G major')."""
     columns = NoteColumns.of(notes)
-    histogram = np.bincount(columns.pitches % 12, weights=columns.durations, minlength=12)  # summed in note order
+    pitched = ~columns.drums  # a drum's key is no pitch class
+    histogram = np.bincount(columns.pitches[pitched] % 12, weights=columns.durations[pitched], minlength=12)  # summed in note order
     if not histogram.any():
         return ""
     with np.errstate(invalid="ignore", divide="ignore"):  # one pitch class: no correlation, no warning
@@ -643,12 +683,15 @@ def write_midi(
     notes: list[Note],
     path: Path,
     bpm: float = 120.0,
-    program: int = 0,
+    program: int | None = None,
     time_signature: str = "4/4",
     end: float | None = None,
     time_signatures: Sequence[Change] | None = None,
 ) -> Path:
-    """Write notes (times in quarters) as a one-track MIDI file, atomically.
+    """Write notes (times in quarters) as a MIDI file, atomically: one track per instrument (its
+    program; the drums with ``is_drum``, which pretty_midi writes on channel 10), or with
+    ``program`` every note on one track of that program. Notes without instruments are all
+    program 0, so they make one piano track either way.
 
     With ``end`` (quarters), notes are cut there and the file lasts until then even if the
     music ends in a rest: a sample asked for 16 bars plays 16 bars. ``time_signatures``, the
@@ -661,17 +704,23 @@ def write_midi(
     for at, signature in time_signatures or [(0.0, time_signature)]:
         numerator, denominator = (int(x) for x in signature.split("/"))
         midi.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, at * seconds_per_quarter))
-    instrument = pretty_midi.Instrument(program=program)
+    tracks: dict[tuple[bool, int], object] = {}
     for note in notes:
         finish = note.start + note.duration if end is None else min(note.start + note.duration, end)
         if finish > note.start:
-            instrument.notes.append(
+            drum = note.drum and program is None
+            key = (drum, (note.program if program is None else program) if not drum else 0)
+            if key not in tracks:
+                tracks[key] = pretty_midi.Instrument(program=key[1], is_drum=drum)
+            tracks[key].notes.append(
                 pretty_midi.Note(int(note.velocity), int(note.pitch), note.start * seconds_per_quarter, finish * seconds_per_quarter)
             )
+    # in instrument order, drums last; a piece of no notes still has its (piano) track
+    instruments = [tracks[key] for key in sorted(tracks)] or [pretty_midi.Instrument(program=program or 0)]
     if end is not None:
         # a no-op controller event (sustain off) marks the end: players and renderers stop at the last event
-        instrument.control_changes.append(pretty_midi.ControlChange(64, 0, end * seconds_per_quarter))
-    midi.instruments.append(instrument)
+        instruments[0].control_changes.append(pretty_midi.ControlChange(64, 0, end * seconds_per_quarter))
+    midi.instruments.extend(instruments)
     with atomic_path(path) as tmp:
         midi.write(str(tmp))
     return path

@@ -186,7 +186,7 @@ def music_file_hash(path: Path, max_bytes: int) -> str:
 
 
 def config_key(config: TokenizerConfig, limits: Limits) -> str:
-    text = json.dumps([CACHE_VERSION, asdict(config), asdict(limits)], sort_keys=True)
+    text = json.dumps([CACHE_VERSION, config.to_dict(), asdict(limits)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -200,7 +200,7 @@ def tokenize_file(path: Path, config: TokenizerConfig, limits: Limits = Limits()
     input. A reason that depends on the machine rather than the content carries
     ``"transient": True`` and is not cached."""
     try:
-        pieces = read_pieces(path, limits)
+        pieces = read_pieces(path, limits, config.instruments)
     except UnreadableFile as error:
         return [(None, {"reason": str(error), "transient": True, "tune": ""})]
     except UnusableFile as error:
@@ -217,6 +217,8 @@ def piece_tokens(piece: Piece | str, tune: str, vocab: Vocabulary, limits: Limit
     if isinstance(piece, str):
         return None, {"reason": piece, "tune": tune}
     tokens = encode_notes(piece.notes, vocab)
+    if len(tokens) == 2:  # BOS, EOS: with instruments, drums outside the GM keys are all it had
+        return None, {"reason": "no notes the vocabulary holds (drums outside the GM keys 35-81 only)", "tune": tune}
     if len(tokens) > limits.max_tokens:
         return None, {"reason": f"{len(tokens):,} tokens, over the {limits.max_tokens:,}-token limit per piece", "tune": tune}
     meta = {
@@ -434,6 +436,9 @@ def tokenize_corpus(
 
     ``out`` is locked meanwhile: a second tokenizer into it refuses instead of mixing files.
     """
+    if config.instruments and config.ties:
+        # an instrument stream is encoded with one Duration per note; ties would need several
+        raise ComposerError("--instruments and --tie-long-notes do not combine yet; choose one")
     with FolderLock(out, "tokenizing"):
         return _tokenize_corpus(sources, out, config, jobs, limits, cache_dir, validation_share, progress)
 

@@ -78,7 +78,8 @@ def filter_logits(logits: np.ndarray, allowed: np.ndarray, settings: SampleSetti
 
 
 def note_length(vocab: Vocabulary) -> int:
-    return 3 if vocab.config.velocity_bins else 2
+    """Tokens of the longest note: Pitch [Velocity] Duration, after a Program with instruments."""
+    return 2 + bool(vocab.config.velocity_bins) + vocab.config.instruments
 
 
 def finishing_horizon(vocab: Vocabulary) -> int:
@@ -94,19 +95,23 @@ def can_finish(grammar: Grammar, left: int, memo: dict) -> bool:
     # states reached by different shifts share one entry when their sounding notes agree
     key = (
         grammar.pending, grammar.pitch if grammar.pending else None, tuple(grammar.run), grammar.last_pitch,
+        grammar.instrument, grammar.onset_instrument,
         grammar.notes > 0, np.maximum(grammar.note_end - grammar.time, 0).tobytes(), grammar.tied, left,
     )
     if key in memo:
         return memo[key]
     allowed = np.flatnonzero(grammar.allowed())
     kinds = grammar.kinds[allowed]
-    # one representative per kind suffices except for shifts, whose values change what may follow:
-    # the lowest pitch leaves the most room for chord notes, the shortest duration blocks least
-    # notes first: completing a note is the short way to finish, so most searches end at once;
-    # with ties the longest duration too, which alone lets a note go on
+    # one representative per kind suffices except for shifts and programs, whose values change
+    # what may follow: the lowest pitch or drum key leaves the most room for chord notes, the
+    # shortest duration blocks least; notes first: completing a note is the short way to
+    # finish, so most searches end at once; with ties the longest duration too, which alone
+    # lets a note go on
     durations = allowed[kinds == Kind.DURATION]
-    candidates = [allowed[kinds == kind][0] for kind in (Kind.DURATION, Kind.VELOCITY, Kind.PITCH) if (kinds == kind).any()] + list(
-        durations[-1:] if grammar.vocab.config.ties and len(durations) > 1 else []
+    candidates = [
+        allowed[kinds == kind][0] for kind in (Kind.DURATION, Kind.VELOCITY, Kind.DRUM, Kind.PITCH) if (kinds == kind).any()
+    ] + list(durations[-1:] if grammar.vocab.config.ties and len(durations) > 1 else []) + list(
+        allowed[kinds == Kind.PROGRAM]
     ) + list(allowed[kinds == Kind.SHIFT])
     result = False
     for token in candidates:
@@ -137,15 +142,16 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
         return allowed
     memo = {} if memo is None else memo
     kinds = grammar.kinds
-    for kind in (Kind.SHIFT, Kind.PITCH, Kind.VELOCITY, Kind.DURATION):
+    for kind in (Kind.SHIFT, Kind.PROGRAM, Kind.PITCH, Kind.DRUM, Kind.VELOCITY, Kind.DURATION):
         # a higher pitch or a longer duration never makes finishing easier, so scanning from the
-        # top, the first token that can finish vouches for every one below it; with ties, the
-        # longest duration (which a tie may follow) vouches for none
+        # top, the first token that can finish vouches for every one below it (not so for shifts
+        # and programs: each is checked); with ties, the longest duration (which a tie may
+        # follow) vouches for none
         tokens = np.flatnonzero(allowed & (kinds == kind))[::-1]
         tie = vocab.duration_offset + len(vocab.grid) - 1 if vocab.config.ties else None
         for token in tokens:
             if can_finish(_advanced(grammar, token), left - 1, memo):
-                if kind != Kind.SHIFT and token != tie:
+                if kind not in (Kind.SHIFT, Kind.PROGRAM) and token != tie:
                     break
             else:
                 allowed[token] = False
@@ -153,8 +159,8 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
 
 
 def _close(tokens: list[int], grammar: Grammar) -> None:
-    """End a sample on its last complete note: trailing shifts would make EOS ungrammatical."""
-    while grammar.kinds[tokens[-1]] == Kind.SHIFT:
+    """End a sample on its last complete note: trailing shifts (or a Program) would make EOS ungrammatical."""
+    while grammar.kinds[tokens[-1]] in (Kind.SHIFT, Kind.PROGRAM):
         tokens.pop()
 
 
@@ -298,7 +304,7 @@ def primer_from_file(path: Path, bars: float, vocab: Vocabulary) -> Primer:
     if not path.exists():
         raise ComposerError(f"{path}: no such primer file")
     try:
-        piece = read_piece(path)
+        piece = read_piece(path, instruments=vocab.config.instruments)
     except UnusableFile as error:
         raise ComposerError(f"{path}: {error}") from None
     changes = piece.meta.get("metre") or [(0.0, piece.time_signature)]
@@ -400,7 +406,7 @@ def continuation(notes: list[Note], start: float, end: float | None = None) -> l
     for n in notes:
         if n.start >= start - 1e-9 and (end is None or n.start < end - 1e-9):
             duration = n.duration if end is None else min(n.duration, end - n.start)
-            out.append(Note(n.pitch, n.start - start, duration, n.velocity))
+            out.append(Note(n.pitch, n.start - start, duration, n.velocity, n.program, n.drum))
     return out
 
 
@@ -421,7 +427,7 @@ class GenerateResult:
 
 
 def check_generate_options(num: int, tokens: int | None, bars: float | None, seconds: float | None, primer_bars: float,
-                           bpm: float | None, program: int, no_ceiling: bool) -> None:
+                           bpm: float | None, program: int | None, no_ceiling: bool) -> None:
     """Finite and in range; above a ceiling (minutes of sampling, or a folder of files a typo
     asked for) only with ``no_ceiling``."""
     check_option("--num", num, 1, 10**6, ceiling=1000, lifted=no_ceiling)
@@ -443,7 +449,7 @@ def generate(
     primer: Path | None = None,
     primer_bars: float = PRIMER_BARS,
     bpm: float | None = None,
-    program: int = 0,
+    program: int | None = None,
     out: Path | None = None,
     progress: Callable[[int], None] = lambda n: None,
     musicxml: bool = False,
@@ -452,8 +458,9 @@ def generate(
     no_ceiling: bool = False,
 ) -> GenerateResult:
     """Sample ``num`` pieces from one checkpoint of a run and write them as MIDI files
-    (and, with ``musicxml``, as two-staff scores for notation software beside them; with
-    ``wav``, as audio rendered as the comparison page renders its own, ``audio.render_wav``).
+    (and, with ``musicxml``, as scores for notation software beside them: two staves, or a part
+    per instrument; with ``wav``, as audio rendered as the comparison page renders its own,
+    ``audio.render_wav``).
 
     The metre is ``time_signature`` when given, else the primer's, else the corpus's most
     common one (run.json): it sets the bars that ``bars`` counts and the files' time signature."""

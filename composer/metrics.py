@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from composer.tokens import Note, Vocabulary
+from composer.tokens import Note, Vocabulary, pitched
 
 WINDOW = 16  # tokens per window for memorization, as the near-duplicate screen in dataset.py
 
@@ -413,9 +413,14 @@ _DOMINANTS = [
 def score_measures(notes: list[Note], ranges) -> dict[str, float]:
     """What a score of the piece shows, read as four voices (score.voice_leading): parallel
     fifths and octaves per 100 moves of a voice pair, crossings, notes outside the voices'
-    ranges (``ranges`` from real pieces, ``score.voice_ranges``)."""
-    from composer.score import voice_leading
+    ranges (``ranges`` from real pieces, ``score.voice_ranges``). Drums are left out; music of
+    several instruments is read so only where its texture is 4-part (undefined otherwise: a
+    band is no choir)."""
+    from composer.score import VOICE_LEADING_RATES, is_chorale_texture, voice_leading
 
+    notes = pitched(notes)
+    if len({n.program for n in notes}) > 1 and not is_chorale_texture(notes):
+        return dict.fromkeys(VOICE_LEADING_RATES, math.nan)
     return voice_leading(notes, ranges).rates()
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from composer import __version__
 from composer.storage import atomic_path
-from composer.tokens import Note
+from composer.tokens import INSTRUMENTS, Note, instrument_of
 
 PITCH_CLASSES = ["C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B"]
 SIZE = (8.0, 3.0)  # inches at DPI: 800 × 300 px, small enough for a grid of many cells
@@ -30,6 +30,12 @@ DPI = 100
 NOTE_COLOR = "#1f5fa8"
 PRIMER_COLOR = "#9a9a9a"
 PRIMER_SHADE = "#ececec"
+# one colour per instrument (tokens.INSTRUMENTS order, drums last in black), when a piece has
+# several; none grey, the primer's colour
+INSTRUMENT_COLORS = (
+    "#1f5fa8", "#17becf", "#8c564b", "#2ca02c", "#d62728", "#ff7f0e", "#e377c2", "#bcbd22",
+    "#9467bd", "#006d5b", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#111111",
+)
 
 
 # ---- plots -----------------------------------------------------------------------------------
@@ -69,25 +75,38 @@ def piano_roll_png(
     end: float | None = None,
 ) -> Path:
     """A piano roll (quarters on x, pitch on y); the primer is shaded and drawn in grey.
+    Notes of several instruments are coloured by instrument (their GM family; drums at their
+    key, in black), with a legend beside the plot.
 
     ``pitch_span`` and ``end`` fix the axes, so the cells of one page compare at a glance.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
     end = end or max([n.start + n.duration for n in notes] + [primer_end or 0.0, 4.0])
+    instruments = [instrument_of(n.program, n.drum) for n in notes]
+    used = sorted(set(instruments))
     if primer_end is not None:
         ax.axvspan(0, primer_end, color=PRIMER_SHADE, zorder=0)
         ax.axvline(primer_end, color=PRIMER_COLOR, linestyle="--", linewidth=1, zorder=1)
         # a key at the right of the title line: inside the plot it would hide notes
-        ax.set_title("grey: primer · blue: new", loc="right", fontsize=10, color="#666")
+        key = "colours: instruments" if len(used) > 1 else "blue: new"
+        ax.set_title(f"grey: primer · {key}", loc="right", fontsize=10, color="#666")
     if notes:
         from matplotlib.collections import PolyCollection
 
         primer = np.array([primer_end is not None and n.start < primer_end for n in notes])
+        colours = [INSTRUMENT_COLORS[i] for i in instruments] if len(used) > 1 else [NOTE_COLOR] * len(notes)
+        if len(used) > 1:
+            from matplotlib.patches import Patch
+
+            ax.legend(
+                handles=[Patch(color=INSTRUMENT_COLORS[i], label=INSTRUMENTS[i][0]) for i in used],
+                loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+            )
         # one collection of rectangles, not a patch per note (barh): the same picture, 5x faster
         ax.add_collection(PolyCollection(
             [[(n.start, n.pitch - 0.4), (n.start + n.duration, n.pitch - 0.4), (n.start + n.duration, n.pitch + 0.4), (n.start, n.pitch + 0.4)] for n in notes],
-            facecolors=np.where(primer, PRIMER_COLOR, NOTE_COLOR),
+            facecolors=np.where(primer, PRIMER_COLOR, colours),
             edgecolors="white",  # a thin gap keeps repeated notes of one pitch apart
             linewidths=0.5,
             zorder=2,

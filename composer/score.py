@@ -6,7 +6,9 @@ and the voice-leading measures a score shows at a glance.
   grand staff. Every note is kept exactly once.
 * ``write_musicxml`` lays the voices out on two staves (treble: the upper voices, bass: the
   lower), with key signature, metre, tempo, pitches spelled in the key, accidentals as an
-  engraver writes them (``accidentals_needed``) and ties across barlines.
+  engraver writes them (``accidentals_needed``) and ties across barlines. Music of several
+  instruments gets a part per instrument (``instrument_parts``): one staff each, two for a
+  piano; drums are left out (the page's piano roll shows them).
   ``accidental_errors`` re-reads any MusicXML file and counts accidentals shown in vain or missing.
 * ``render_excerpt_svg`` engraves a window of the piece with verovio, primer notes in grey.
 * ``voice_leading`` counts parallel fifths and octaves, voice crossings and notes outside each
@@ -28,7 +30,7 @@ import numpy as np
 
 from composer.metre import Change, bars as metre_bars
 from composer.storage import atomic_path
-from composer.tokens import Note
+from composer.tokens import INSTRUMENTS, Note, instrument_of, pitched
 
 STEPS_PER_QUARTER = 12
 
@@ -298,7 +300,7 @@ def voice_leading(
 def voice_ranges(pieces: Iterable[Sequence[Note]], low: float = 1, high: float = 99) -> tuple[tuple[int, int], ...]:
     """Each SATB voice's usual range over real pieces: its ``low``-th to ``high``-th percentile pitch."""
     per_voice: list[list[int]] = [[] for _ in SATB]
-    for notes in pieces:
+    for notes in map(pitched, pieces):
         voices = assign_voices(notes, CHORALE)
         for note, v in zip(notes, voices.of_note):
             per_voice[v].append(note.pitch)
@@ -617,8 +619,9 @@ def build_score(
         score.insert(0, music21.metadata.Metadata(title=title))
     staves = []
     voice_number = 0  # MusicXML voice numbers run on across the staves of one part
-    for staff in (0, 1):
-        part = stream.PartStaff()
+    used = sorted(set(voices.staff_of_voice))
+    for staff in used:
+        part = stream.PartStaff() if len(used) > 1 else stream.Part()
         part.partName = part_name if part_name is not None else ("Chorale" if voices.texture == CHORALE else "Piano")
         staff_voices = [v for v, s in enumerate(voices.staff_of_voice) if s == staff]
         # (stem, rests shown, chords): a voice's own layer shows its rests; the layers that only
@@ -637,7 +640,7 @@ def build_score(
             if number == 0:
                 measure.insert(0, music21.clef.TrebleClef() if staff == 0 else music21.clef.BassClef())
                 measure.insert(0, music21.key.KeySignature(music_key.sharps))
-                if staff == 0 and bpm:
+                if staff == used[0] and bpm:
                     measure.insert(0, music21.tempo.MetronomeMark(number=round(bpm, 1), referent=1.0))
             if number == 0 or metre != measures[number - 1][2]:
                 measure.insert(0, music21.meter.TimeSignature(metre))
@@ -653,8 +656,53 @@ def build_score(
         staves.append(part)
     for part in staves:
         score.insert(0, part)
-    score.insert(0, music21.layout.StaffGroup(staves, symbol="brace", barTogether=True))
+    if len(staves) > 1:
+        score.insert(0, music21.layout.StaffGroup(staves, symbol="brace", barTogether=True))
     return score
+
+
+def instrument_parts(notes: Sequence[Note]) -> list[tuple[str, list[int], Voices]]:
+    """The pitched notes of each instrument (its GM family; drums left out), in the vocabulary's
+    order, as (name, indices into ``notes``, voices): a piano's on a grand staff, any other's on
+    one staff, treble or bass by its median pitch, its overlapping notes in layers."""
+    groups: dict[int, list[int]] = {}
+    for i, note in enumerate(notes):
+        if not note.drum:
+            groups.setdefault(instrument_of(note.program, note.drum), []).append(i)
+    parts = []
+    for instrument in sorted(groups):
+        members = groups[instrument]
+        own = [notes[i] for i in members]
+        if instrument == 0:
+            voices = assign_voices(own, GRAND_STAFF)
+        else:
+            staff = 0 if np.median([n.pitch for n in own]) >= 60 else 1
+            voices = Voices(GRAND_STAFF, (INSTRUMENTS[instrument][0],), (staff,), (0,) * len(own))
+        parts.append((INSTRUMENTS[instrument][0], members, voices))
+    return parts
+
+
+def build_band_score(notes: Sequence[Note], key: str = "", time_signature: str = "4/4", bpm: float = 120.0,
+                     primer_end: float | None = None, title: str = "", parts=None, first_bar: int = 1,
+                     time_signatures: Sequence[Change] | None = None):
+    """``build_score`` of music of several instruments: one part per instrument
+    (``instrument_parts``, or ``parts`` chosen on a whole piece), all in one key and metre, the tempo on the first."""
+    import music21
+    from music21 import stream
+
+    score = stream.Score()
+    if title:
+        score.insert(0, music21.metadata.Metadata(title=title))
+    for k, (name, members, voices) in enumerate(parts or instrument_parts(notes)):
+        own = build_score([notes[i] for i in members], key, time_signature, bpm if k == 0 else 0.0, primer_end,
+                          voices=voices, first_bar=first_bar, part_name=name, time_signatures=time_signatures)
+        for element in list(own):
+            score.insert(0, element)
+    return score
+
+
+def several_instruments(notes: Sequence[Note]) -> bool:
+    return len({instrument_of(n.program, n.drum) for n in notes if not n.drum}) > 1
 
 
 def _in_bar(chord: _Chord, bar_start: int, bar: int) -> bool:
@@ -790,13 +838,16 @@ def write_musicxml(
 
     ``key`` is a name such as "G major" (``corpus.estimate_key(notes)`` when None);
     primer notes, those starting before ``primer_end`` quarters, are coloured grey;
-    ``time_signatures`` as in ``build_score``.
+    ``time_signatures`` as in ``build_score``. Drums are left out: they have no pitch to
+    engrave (the page's piano roll shows them).
     """
+    notes = pitched(notes)
     if key is None:
         from composer.corpus import estimate_key
 
         key = estimate_key(list(notes))
-    score = build_score(notes, key, time_signature, bpm, primer_end, title or Path(path).stem, time_signatures=time_signatures)
+    build = build_band_score if several_instruments(notes) else build_score
+    score = build(notes, key, time_signature, bpm, primer_end, title or Path(path).stem, time_signatures=time_signatures)
     data = musicxml_bytes(score)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)
@@ -814,7 +865,7 @@ def excerpt_window(primer_end: float, time_signature: str = "4/4", bars_after: i
 def excerpt_notes(notes: Sequence[Note], start: float, end: float) -> list[Note]:
     """The notes sounding in [start, end), cut to it and moved to start at 0."""
     return [
-        Note(n.pitch, max(n.start, start) - start, min(n.start + n.duration, end) - max(n.start, start), n.velocity)
+        Note(n.pitch, max(n.start, start) - start, min(n.start + n.duration, end) - max(n.start, start), n.velocity, n.program, n.drum)
         for n in notes
         if _overlaps(n, start, end)
     ]
@@ -842,18 +893,31 @@ def render_excerpt_svg(
     """
     import verovio
 
+    notes = pitched(notes)  # drums: piano roll only, as in write_musicxml
     if key is None:
         from composer.corpus import estimate_key
 
         key = estimate_key(list(notes))
-    whole = assign_voices(notes)  # voices of the whole piece: the excerpt reads as the full score does
-    kept = [(n, v) for n, v in zip(notes, whole.of_note) if _overlaps(n, start_quarter, end_quarter)]
-    cut = excerpt_notes([n for n, _ in kept], start_quarter, end_quarter)
-    voices = Voices(whole.texture, whole.names, whole.staff_of_voice, tuple(v for _, v in kept))
     primer = None if primer_end is None else primer_end - start_quarter
     bar = bar_steps(time_signature) / STEPS_PER_QUARTER
     first_bar = int(np.floor(start_quarter / bar + _EPS)) + 1
-    score = build_score(cut, key, time_signature, bpm, primer, voices=voices, first_bar=first_bar, part_name="")
+    if several_instruments(notes):
+        # parts and voices of the whole piece, so the excerpt reads as the full score does
+        inside = [i for i, n in enumerate(notes) if _overlaps(n, start_quarter, end_quarter)]
+        cut = excerpt_notes([notes[i] for i in inside], start_quarter, end_quarter)
+        position = {i: k for k, i in enumerate(inside)}
+        parts = []
+        for name, members, whole in instrument_parts(notes):
+            kept = [(position[i], v) for i, v in zip(members, whole.of_note) if i in position]
+            if kept:
+                parts.append((name, [k for k, _ in kept], Voices(whole.texture, whole.names, whole.staff_of_voice, tuple(v for _, v in kept))))
+        score = build_band_score(cut, key, time_signature, bpm, primer, parts=parts, first_bar=first_bar)
+    else:
+        whole = assign_voices(notes)  # voices of the whole piece: the excerpt reads as the full score does
+        kept = [(n, v) for n, v in zip(notes, whole.of_note) if _overlaps(n, start_quarter, end_quarter)]
+        cut = excerpt_notes([n for n, _ in kept], start_quarter, end_quarter)
+        voices = Voices(whole.texture, whole.names, whole.staff_of_voice, tuple(v for _, v in kept))
+        score = build_score(cut, key, time_signature, bpm, primer, voices=voices, first_bar=first_bar, part_name="")
     toolkit = verovio.toolkit()
     toolkit.setOptions(
         {

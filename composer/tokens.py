@@ -18,6 +18,12 @@ One stream of events per piece (the vocabulary's table is ``token_groups``):
 * Notes sharing an onset form a chord and are written in ascending pitch.
 * A pitch cannot be struck again while it still sounds (the earlier note is shortened on
   encoding), which keeps every decoded stream writable as MIDI without loss.
+* With ``instruments`` (opt-in), each note belongs to an instrument: one of the 16 General MIDI
+  families or the drums (``INSTRUMENTS``). A ``Program`` token stands before a note whose
+  instrument differs from the previous note's (MidiTok's ``use_programs`` with program changes
+  only, in one stream); at an onset the instruments ascend, each with its pitches ascending.
+  A drum is one ``Drum`` token (a GM percussion key, [Velocity]) with no Duration: it sounds
+  ``DRUM_QUARTERS`` when decoded, cut at the next stroke of the same key.
 
 Token names document themselves: ``TimeShift_1/4`` is a sixteenth, ``Duration_3/2`` a dotted
 quarter, ``Pitch_60`` middle C, ``Velocity_3`` the fourth of ``velocity_bins`` bins.
@@ -28,7 +34,7 @@ from __future__ import annotations
 import bisect
 import enum
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Iterable, Sequence
 
@@ -41,7 +47,7 @@ DEFAULT_VELOCITY = 90
 LONG_NOTES = ("clamp", "tie")
 # TokenizerConfig fields written to vocab.json and run.json only when they differ from these
 # defaults: vocabularies written before the field existed read, compare and hash the same
-OPTIONAL_FIELDS = {"long_notes": "clamp"}
+OPTIONAL_FIELDS = {"long_notes": "clamp", "instruments": False}
 # a finer grid above 4 quarters, for music whose bars pass 4 quarters (9/8, 12/8, 3/2): every
 # eighth up to 8 quarters; with ties, longer notes add a grid value to whole 8-quarter spans
 FINE_BEAT_RES = ((0, 1, 12), (1, 4, 4), (4, 8, 2))
@@ -49,6 +55,28 @@ FINE_BEAT_RES = ((0, 1, 12), (1, 4, 4), (4, 8, 2))
 # grid: 8 bars of 4/4) and is clamped there: no tune holds a note longer, and a hung note of a
 # broken file must not become thousands of tokens
 MAX_TIED = 4
+
+# General MIDI's 16 families of 8 programs each (program // 8), then the drums (channel 10), with
+# the program each family is written back as: the family's usual member in General MIDI files
+# (a judgement, not a count: no large GM corpus ships offline)
+INSTRUMENTS: tuple[tuple[str, int], ...] = (
+    ("Piano", 0), ("ChromaticPercussion", 11), ("Organ", 19), ("Guitar", 25), ("Bass", 33), ("Strings", 40),
+    ("Ensemble", 48), ("Brass", 56), ("Reed", 65), ("Pipe", 73), ("SynthLead", 81), ("SynthPad", 89),
+    ("SynthEffects", 99), ("Ethnic", 105), ("Percussive", 115), ("SoundEffects", 122), ("Drums", 0),
+)
+DRUMS = len(INSTRUMENTS) - 1  # the drums' instrument index
+DRUM_KEYS = range(35, 82)  # General MIDI level 1 percussion: Acoustic Bass Drum ... Open Triangle
+DRUM_QUARTERS = 0.25  # a decoded drum stroke's length: drums have no meaningful duration
+
+
+def pitched(notes: Iterable[Note]) -> list[Note]:
+    """The notes that have a pitch: all but the drums (which scores and pitch measures leave out)."""
+    return [n for n in notes if not n.drum]
+
+
+def instrument_of(program: int, drum: bool) -> int:
+    """A note's instrument index: its General MIDI family, or DRUMS."""
+    return DRUMS if drum else program // 8
 
 
 @dataclass(frozen=True)
@@ -59,11 +87,13 @@ class Note:
     start: float
     duration: float
     velocity: int = DEFAULT_VELOCITY
+    program: int = 0  # General MIDI program, 0-127 (kept when tokenizing with ``instruments``)
+    drum: bool = False  # a percussion note (MIDI channel 10): ``pitch`` is its GM drum key
 
 
 @dataclass(frozen=True, eq=False)
 class NoteColumns(Sequence[Note]):
-    """Notes as four arrays, one entry per note: what a reader builds from a parser's arrays and
+    """Notes as arrays, one entry per note: what a reader builds from a parser's arrays and
     what encoding, silences and the key work on, so that tokenizing a file makes no Note at all.
     Still a sequence of Notes (built on first use) equal to the list of the same notes."""
 
@@ -71,6 +101,15 @@ class NoteColumns(Sequence[Note]):
     starts: np.ndarray  # float64, quarters
     durations: np.ndarray  # float64, quarters
     velocities: np.ndarray  # int64
+    programs: np.ndarray | None = None  # int64; None: all 0
+    drums: np.ndarray | None = None  # bool; None: none
+
+    def __post_init__(self):
+        # filled here rather than by every reader that keeps no instruments
+        if self.programs is None:
+            object.__setattr__(self, "programs", np.zeros(len(self.pitches), np.int64))
+        if self.drums is None:
+            object.__setattr__(self, "drums", np.zeros(len(self.pitches), bool))
 
     @staticmethod
     def of(notes: Iterable[Note]) -> "NoteColumns":
@@ -82,6 +121,8 @@ class NoteColumns(Sequence[Note]):
             np.fromiter((n.start for n in notes), float, len(notes)),
             np.fromiter((n.duration for n in notes), float, len(notes)),
             np.fromiter((n.velocity for n in notes), np.int64, len(notes)),
+            np.fromiter((n.program for n in notes), np.int64, len(notes)),
+            np.fromiter((n.drum for n in notes), bool, len(notes)),
         )
 
     @functools.cached_property
@@ -89,10 +130,13 @@ class NoteColumns(Sequence[Note]):
         # filled through __dict__ at half the cost of Note() (a frozen dataclass sets every field
         # through object.__setattr__); each equals, hashes and prints as Note(...) would
         new, made = object.__new__, []
-        columns = (self.pitches.tolist(), self.starts.tolist(), self.durations.tolist(), self.velocities.tolist())
-        for pitch, start, duration, velocity in zip(*columns):
+        columns = (
+            self.pitches.tolist(), self.starts.tolist(), self.durations.tolist(), self.velocities.tolist(),
+            self.programs.tolist(), self.drums.tolist(),
+        )
+        for pitch, start, duration, velocity, program, drum in zip(*columns):
             note = new(Note)
-            note.__dict__.update(pitch=pitch, start=start, duration=duration, velocity=velocity)
+            note.__dict__.update(pitch=pitch, start=start, duration=duration, velocity=velocity, program=program, drum=drum)
             made.append(note)
         return made
 
@@ -119,6 +163,8 @@ class TokenizerConfig:
     velocity_bins: int = field(default=0, metadata=within(0, 127))  # 0 = velocity is not tokenized
     # notes longer than the grid's largest value: "clamp" to it, or "tie" Durations (module docstring)
     long_notes: str = field(default="clamp", metadata=choices(*LONG_NOTES))
+    # Program and Drum tokens (``INSTRUMENTS``); off: every non-drum note in one piano stream
+    instruments: bool = False
 
     @property
     def ties(self) -> bool:
@@ -129,6 +175,13 @@ class TokenizerConfig:
         data = dict(data)
         data["beat_res"] = tuple(tuple(r) for r in data["beat_res"])
         return TokenizerConfig(**data)
+
+    def to_dict(self) -> dict:
+        """As JSON writes it; the ``OPTIONAL_FIELDS`` only when they differ from their defaults, so
+        that vocab.json, run.json, corpus hashes and cache keys made before them stay as they were."""
+        data = {k: v for k, v in asdict(self).items() if k not in OPTIONAL_FIELDS or v != OPTIONAL_FIELDS[k]}
+        data["beat_res"] = [list(r) for r in self.beat_res]  # as JSON reads it back
+        return data
 
 
 def grid_values(config: TokenizerConfig) -> list[int]:
@@ -153,6 +206,8 @@ class Kind(enum.IntEnum):
     PITCH = 2
     VELOCITY = 3
     DURATION = 4
+    PROGRAM = 5  # after the groups of vocabularies without instruments: their ids stay as they were
+    DRUM = 6
 
 
 @dataclass(frozen=True)
@@ -183,7 +238,14 @@ def token_groups(config: TokenizerConfig) -> tuple[TokenGroup, ...]:
     pitch    Pitch        MIDI pitches ``pitch_low``-``pitch_high``    Pitch_60: middle C
     velocity Velocity     ``velocity_bins`` bins (none by default)     Velocity_3
     duration Duration     the grid, in quarters                        Duration_3/2
+    program  Program      with ``instruments``: 16 GM families + drums Program_Strings
+    drum     Drum         with ``instruments``: GM drum keys 35-81     Drum_38: snare
     ======== ============ ============================================ =====================
+
+    A Program token is written back as its family's program in ``INSTRUMENTS``: Piano 0,
+    ChromaticPercussion 11, Organ 19, Guitar 25, Bass 33, Strings 40, Ensemble 48, Brass 56,
+    Reed 65, Pipe 73, SynthLead 81, SynthPad 89, SynthEffects 99, Ethnic 105, Percussive 115,
+    SoundEffects 122; Program_Drums as the drum kit on channel 10.
     """
     spq = config.steps_per_quarter
     times = tuple(str(Fraction(v, spq)) for v in grid_values(config))
@@ -193,6 +255,8 @@ def token_groups(config: TokenizerConfig) -> tuple[TokenGroup, ...]:
         (Kind.PITCH, "Pitch", tuple(str(p) for p in range(config.pitch_low, config.pitch_high + 1))),
         (Kind.VELOCITY, "Velocity", tuple(str(i) for i in range(config.velocity_bins))),
         (Kind.DURATION, "Duration", times),
+        (Kind.PROGRAM, "Program", tuple(name for name, _ in INSTRUMENTS) if config.instruments else ()),
+        (Kind.DRUM, "Drum", tuple(str(k) for k in DRUM_KEYS) if config.instruments else ()),
     ]
     groups, offset = [], 0
     for kind, name, labels in rows:
@@ -238,9 +302,25 @@ class Vocabulary:
     def duration_offset(self) -> int:
         return self.groups[Kind.DURATION].offset
 
+    @functools.cached_property
+    def program_offset(self) -> int:
+        return self.groups[Kind.PROGRAM].offset
+
+    @functools.cached_property
+    def drum_offset(self) -> int:
+        return self.groups[Kind.DRUM].offset
+
+    @functools.cached_property
+    def instruments(self) -> int:
+        """Rows of the grammar's sounding table: one per instrument, or one piano stream."""
+        return len(INSTRUMENTS) if self.config.instruments else 1
+
+    @functools.cached_property  # read per token while sampling
+    def size(self) -> int:
+        return max(group.offset + len(group.labels) for group in self.groups.values())
+
     def __len__(self) -> int:
-        last = self.groups[Kind.DURATION]
-        return last.offset + len(last.labels)
+        return self.size
 
     def shift_token(self, steps: int) -> int:
         return self.shift_offset + self.grid.index(steps)
@@ -270,9 +350,7 @@ class Vocabulary:
         return self._kinds.copy()
 
     def to_dict(self) -> dict:
-        config = {k: v for k, v in asdict(self.config).items() if k not in OPTIONAL_FIELDS or v != OPTIONAL_FIELDS[k]}
-        config["beat_res"] = [list(r) for r in self.config.beat_res]  # as JSON reads it back
-        return {"config": config, "size": len(self), "tokens": self.names()}
+        return {"config": self.config.to_dict(), "size": len(self), "tokens": self.names()}
 
     @staticmethod
     def from_dict(data: dict) -> "Vocabulary":
@@ -345,29 +423,48 @@ def fold_pitches(pitches: np.ndarray, config: TokenizerConfig) -> np.ndarray:
 
 
 def quantize(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
-    """Notes → rows (onset step, pitch, duration step, velocity) on the grid, sorted, int64.
+    """Notes → rows (onset step, pitch, duration step, velocity, instrument) on the grid, sorted
+    by onset, instrument and pitch, int64. The instrument is 0 without ``instruments``, where
+    drums are dropped.
 
-    Same-pitch notes at one onset merge (the longest wins; of equally long ones, the first);
-    a pitch struck again while it sounds is cut short at the new onset, as a MIDI note-off
-    would be. In arrays: a long piece has tens of thousands of notes.
+    Same-pitch notes of one instrument at one onset merge (the longest wins; of equally long
+    ones, the first); a pitch struck again in its instrument while it sounds is cut short at the
+    new onset, as a MIDI note-off would be. Drums keep their key (those outside ``DRUM_KEYS``
+    are dropped) and a duration of 0 (none is tokenized). In arrays: a long piece has tens of
+    thousands of notes.
     """
     columns = NoteColumns.of(notes)
     spq = vocab.config.steps_per_quarter
+    if vocab.config.instruments:
+        drums = columns.drums
+        kept = ~drums | ((columns.pitches >= DRUM_KEYS.start) & (columns.pitches < DRUM_KEYS.stop))
+        instruments = np.where(drums, DRUMS, columns.programs // 8)[kept]
+        drums = drums[kept]
+        columns = NoteColumns(*(a[kept] for a in (columns.pitches, columns.starts, columns.durations, columns.velocities)))
+        pitches = np.where(drums, columns.pitches, fold_pitches(columns.pitches, vocab.config))
+    else:
+        if columns.drums.any():
+            columns = NoteColumns(*(a[~columns.drums] for a in (columns.pitches, columns.starts, columns.durations, columns.velocities)))
+        instruments = drums = np.zeros(len(columns), np.int64)
+        pitches = fold_pitches(columns.pitches, vocab.config)
     onsets = np.maximum(0, np.rint(columns.starts * spq)).astype(np.int64)  # rint: halves to even, as round()
-    pitches = fold_pitches(columns.pitches, vocab.config)
     lengths = columns.durations * spq
     velocities = columns.velocities
-    order = np.lexsort((-lengths, pitches, onsets))  # stable: of equally long ones, the first
-    onsets, pitches, lengths, velocities = onsets[order], pitches[order], lengths[order], velocities[order]
+    order = np.lexsort((-lengths, pitches, instruments, onsets))  # stable: of equally long ones, the first
+    onsets, pitches, lengths, velocities, instruments, drums = (
+        a[order] for a in (onsets, pitches, lengths, velocities, instruments, drums)
+    )
     first = np.ones(len(onsets), dtype=bool)
-    first[1:] = (onsets[1:] != onsets[:-1]) | (pitches[1:] != pitches[:-1])
-    onsets, pitches, lengths, velocities = onsets[first], pitches[first], lengths[first], velocities[first]
-    by_pitch = np.lexsort((onsets, pitches))
+    first[1:] = (onsets[1:] != onsets[:-1]) | (pitches[1:] != pitches[:-1]) | (instruments[1:] != instruments[:-1])
+    onsets, pitches, lengths, velocities, instruments, drums = (
+        a[first] for a in (onsets, pitches, lengths, velocities, instruments, drums)
+    )
+    by_pitch = np.lexsort((onsets, pitches, instruments))
     gaps = np.full(len(onsets), -1, dtype=np.int64)  # to the next onset of the same pitch; -1: none
-    again = pitches[by_pitch[1:]] == pitches[by_pitch[:-1]]
+    again = (pitches[by_pitch[1:]] == pitches[by_pitch[:-1]]) & (instruments[by_pitch[1:]] == instruments[by_pitch[:-1]])
     gaps[by_pitch[:-1][again]] = (onsets[by_pitch[1:]] - onsets[by_pitch[:-1]])[again]
-    durations = (tied_values if vocab.config.ties else nearest_values)(lengths, vocab.grid, gaps)
-    return np.stack([onsets, pitches, durations, velocities], axis=1).reshape(-1, 4)
+    durations = np.where(drums, 0, (tied_values if vocab.config.ties else nearest_values)(lengths, vocab.grid, gaps))
+    return np.stack([onsets, pitches, durations, velocities, instruments], axis=1).reshape(-1, 5)
 
 
 def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
@@ -376,9 +473,11 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
     events = quantize(notes, vocab)
     shifts = np.diff(events[:, 0], prepend=0).tolist()
     shift_tokens = {steps: [vocab.shift_token(v) for v in greedy_split(steps, grid)] for steps in set(shifts)}
-    duration_tokens = {steps: vocab.duration_tokens(steps) for steps in set(events[:, 2].tolist())}
+    duration_tokens = {steps: vocab.duration_tokens(steps) for steps in set(events[:, 2].tolist()) if steps}  # 0: a drum's
     velocities = events[:, 3].tolist()
     velocity_tokens = {v: vocab.velocity_offset + velocity_bin(v, bins) for v in set(velocities)} if bins else {}
+    if vocab.config.instruments:
+        return _encode_instruments(events, vocab, shifts, shift_tokens, velocity_tokens)
     tokens = [BOS]
     for shift, pitch, duration, velocity in zip(shifts, vocab.pitch_token(events[:, 1]).tolist(), events[:, 2].tolist(), velocities):
         tokens.extend(shift_tokens[shift])
@@ -388,6 +487,37 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
         tokens.extend(duration_tokens[duration])
     tokens.append(EOS)
     return np.asarray(tokens, dtype=np.int32)
+
+
+def _encode_instruments(events: np.ndarray, vocab: Vocabulary, shifts: list[int], shift_tokens: dict, velocity_tokens: dict) -> np.ndarray:
+    """``encode_notes`` with instruments: a Program token wherever the instrument changes, drums
+    as Drum tokens without a Duration. In arrays (each event's tokens placed at its offset):
+    band music has more tokens per note, and a loop over them was half of tokenizing."""
+    instruments, durations = events[:, 4], events[:, 2]
+    drums = instruments == DRUMS
+    values, inverse = np.unique(np.asarray(shifts, dtype=np.int64), return_inverse=True)
+    runs = [shift_tokens[v] for v in values.tolist()]
+    table = np.zeros((len(runs), max(map(len, runs), default=0) or 1), np.int64)
+    for row, run in enumerate(runs):
+        table[row, : len(run)] = run
+    shift_count = np.array([len(run) for run in runs], np.int64)[inverse] if len(runs) else np.zeros(0, np.int64)
+    program = instruments != np.concatenate([[-1], instruments[:-1]])
+    bins = 1 if velocity_tokens else 0
+    lengths = shift_count + program + 1 + bins + ~drums
+    ends = 1 + np.cumsum(lengths)  # after BOS
+    starts = ends - lengths
+    tokens = np.empty(int(ends[-1]) + 1 if len(ends) else 2, np.int64)
+    tokens[0], tokens[-1] = BOS, EOS
+    owner = np.repeat(np.arange(len(events)), shift_count)
+    within = np.arange(len(owner)) - np.repeat(np.cumsum(shift_count) - shift_count, shift_count)
+    tokens[starts[owner] + within] = table[inverse[owner], within]
+    tokens[(starts + shift_count)[program]] = vocab.program_offset + instruments[program]
+    at = starts + shift_count + program
+    tokens[at] = np.where(drums, vocab.drum_offset + events[:, 1] - DRUM_KEYS.start, vocab.pitch_token(events[:, 1]))
+    if bins:
+        tokens[at + 1] = [velocity_tokens[v] for v in events[:, 3].tolist()]
+    tokens[(at + 1 + bins)[~drums]] = vocab.duration_offset + np.searchsorted(vocab.grid, durations[~drums])
+    return tokens.astype(np.int32)
 
 
 def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
@@ -400,20 +530,21 @@ def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
     pitch: int | None = None
     velocity = DEFAULT_VELOCITY
     tied, held = 0, 0  # as Grammar.tied; the steps the last note holds so far
+    program, drum = 0, False
+    strokes: dict[int, int] = {}  # drum key → index of its last stroke in notes
     for token in tokens:
         token = int(token)
         kind = kinds[token]
         if token == EOS:
             break
-        if kind == Kind.DURATION and (pitch is not None or 0 < tied < MAX_TIED):
+        if kind == Kind.DURATION and ((pitch is not None and not drum) or 0 < tied < MAX_TIED):
             steps = grid[token - vocab.duration_offset]
             if pitch is not None:
                 tied, held = 0, steps
-                notes.append(Note(pitch, time / spq, steps / spq, velocity))
+                notes.append(Note(pitch, time / spq, steps / spq, velocity, program))
             else:  # a tie: the last note goes on
                 held += steps
-                last = notes[-1]
-                notes[-1] = Note(last.pitch, last.start, held / spq, last.velocity)
+                notes[-1] = replace(notes[-1], duration=held / spq)
             tied = tied + 1 if steps == top else 0
             pitch = None
             continue
@@ -421,11 +552,27 @@ def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
         if kind == Kind.SHIFT:
             time += grid[token - vocab.shift_offset]
             pitch = None
-        elif kind == Kind.PITCH:
+        elif kind == Kind.PITCH and not drum:
             pitch = token - vocab.pitch_offset + vocab.config.pitch_low
             velocity = DEFAULT_VELOCITY
-        elif kind == Kind.VELOCITY:
+        elif kind == Kind.VELOCITY and pitch is not None:
             velocity = bin_velocity(token - vocab.velocity_offset, bins)
+            if drum:
+                notes[-1] = replace(notes[-1], velocity=velocity)
+                pitch = None
+        elif kind == Kind.PROGRAM:
+            instrument = token - vocab.program_offset
+            program, drum, pitch = INSTRUMENTS[instrument][1], instrument == DRUMS, None
+        elif kind == Kind.DRUM and drum:
+            pitch = token - vocab.drum_offset + DRUM_KEYS.start
+            start = time / spq
+            if pitch in strokes and notes[strokes[pitch]].start + DRUM_QUARTERS > start:
+                # a stroke sounds until the next one of its key: no two overlap when written as MIDI
+                earlier = notes[strokes[pitch]]
+                notes[strokes[pitch]] = replace(earlier, duration=start - earlier.start)
+            strokes[pitch] = len(notes)
+            notes.append(Note(pitch, start, DRUM_QUARTERS, DEFAULT_VELOCITY, 0, True))
+            pitch = pitch if bins else None  # with velocity bins, its Velocity follows
     return notes
 
 
@@ -437,8 +584,12 @@ class Grammar:
     a pitch that still sounds cannot be struck; consecutive TimeShifts are the greedy
     decomposition of their sum; EOS only after a complete note; nothing after EOS. With
     ties, a Duration may follow a Duration of the largest value (up to ``MAX_TIED`` of them).
-    With ``max_voices``, no pitch may be struck while that many notes already sound (a
-    generation constraint, not part of the token grammar: corpora may exceed it).
+    With instruments: a Program first, then before a note only where the instrument changes,
+    and to a higher one within an onset; pitches ascend and sound per instrument; a Program is
+    followed by a note of its instrument (a Drum [Velocity] for the drums, which ascend too).
+    With ``max_voices``, no note may be struck while that many notes already sound, over all
+    instruments, drums included (a generation constraint, not part of the token grammar:
+    corpora may exceed it).
     """
 
     def __init__(self, vocab: Vocabulary, max_voices: int | None = None):
@@ -448,14 +599,18 @@ class Grammar:
         self.kinds = vocab.kinds()
         self.started = False
         self.ended = False
-        self.pending: str | None = None  # "pitch" or "velocity" while a note is incomplete
+        # "program", "pitch", "velocity" (of a pitch) or "drum" (awaiting its velocity) while a note is incomplete
+        self.pending: str | None = None
         self.time = 0
         self.run: list[int] = []  # trailing TimeShift values
-        self.last_pitch = -1  # highest pitch at the current onset
-        self.note_end = np.zeros(128, dtype=np.int64)
+        self.last_pitch = -1  # highest pitch (or drum key) of the current instrument at the current onset
+        self.note_end = np.zeros((vocab.instruments, 128), dtype=np.int64)  # per instrument and pitch
         self.pitch: int | None = None
         self.notes = 0
         self.tied = 0  # largest-value Durations ending the stream: the last note may go on while 0 < tied < MAX_TIED
+        self.instrument = -1 if vocab.config.instruments else 0  # the previous note's; -1: none yet
+        self.onset_instrument = -1  # the instrument of the last note at the current onset; -1: none
+        self.drum_steps = max(1, round(DRUM_QUARTERS * vocab.config.steps_per_quarter))
 
     def allowed(self) -> np.ndarray:
         v = self.vocab
@@ -465,8 +620,11 @@ class Grammar:
             return mask
         if self.ended:
             return mask
-        if self.pending == "pitch" and v.config.velocity_bins:
+        if self.pending in ("pitch", "drum") and v.config.velocity_bins:
             mask[v.ids(Kind.VELOCITY)] = True
+            return mask
+        if self.pending == "program":
+            mask[v.ids(Kind.DRUM if self.instrument == DRUMS else Kind.PITCH)] = self.note_mask(self.instrument)
             return mask
         if self.pending is not None:
             mask[v.ids(Kind.DURATION)] = True
@@ -475,13 +633,31 @@ class Grammar:
         mask[v.ids(Kind.DURATION)] = 0 < self.tied < MAX_TIED
         if self.max_voices:
             mask[v.ids(Kind.SHIFT)] &= self.shifts_reaching_a_free_voice()
-        pitches = np.arange(v.config.pitch_low, v.config.pitch_high + 1)
         if not self.max_voices or int((self.note_end > self.time).sum()) < self.max_voices:
-            mask[v.ids(Kind.PITCH)] = (pitches > self.last_pitch) & (
-                self.note_end[pitches] <= self.time
-            )
+            if self.instrument >= 0:
+                mask[v.ids(Kind.DRUM if self.instrument == DRUMS else Kind.PITCH)] = self.note_mask(self.instrument)
+            if v.config.instruments:
+                mask[v.ids(Kind.PROGRAM)] = self.program_mask()
         mask[EOS] = not self.run and self.notes > 0
         return mask
+
+    def note_mask(self, instrument: int) -> np.ndarray:
+        """The pitches (drum keys for the drums) that ``instrument`` may strike now: above its
+        last at this onset, and for pitches, not still sounding."""
+        if instrument == DRUMS:
+            return np.arange(DRUM_KEYS.start, DRUM_KEYS.stop) > self.last_pitch
+        pitches = np.arange(self.vocab.config.pitch_low, self.vocab.config.pitch_high + 1)
+        last = self.last_pitch if instrument == self.instrument else -1
+        return (pitches > last) & (self.note_end[instrument, pitches] <= self.time)
+
+    def program_mask(self) -> np.ndarray:
+        """Instruments a Program may switch to: another than the previous note's, higher than
+        this onset's last, and with a note left to strike."""
+        instruments = np.arange(len(INSTRUMENTS))
+        low, high = self.vocab.config.pitch_low, self.vocab.config.pitch_high
+        # another instrument has not played at this onset, so any pitch of it that is silent is free
+        free = np.append((self.note_end[:DRUMS, low : high + 1] <= self.time).any(axis=1), True)
+        return (instruments != self.instrument) & (instruments > self.onset_instrument) & free
 
     def shifts_reaching_a_free_voice(self) -> np.ndarray:
         """For each shift: whether it, or a run of shifts it starts, reaches an onset where fewer
@@ -518,23 +694,43 @@ class Grammar:
             self.run.append(value)
             self.time += value
             self.last_pitch = -1
+            self.onset_instrument = -1
+        elif kind == Kind.PROGRAM:
+            self.instrument = self.onset_instrument = token - v.program_offset
+            self.last_pitch = -1
+            self.pending = "program"
+            self.run = []
         elif kind == Kind.PITCH:
             self.pitch = token - v.pitch_offset + v.config.pitch_low
             self.pending = "pitch"
             self.run = []
+            self.onset_instrument = self.instrument
+        elif kind == Kind.DRUM:
+            self.pitch = token - v.drum_offset + DRUM_KEYS.start
+            self.run = []
+            self.onset_instrument = self.instrument
+            self.pending = "drum"
+            if not v.config.velocity_bins:
+                self._complete(self.drum_steps)
         elif kind == Kind.VELOCITY:
-            self.pending = "velocity"
+            if self.pending == "drum":
+                self._complete(self.drum_steps)
+            else:
+                self.pending = "velocity"
         elif kind == Kind.DURATION:
-            assert self.pitch is not None
             value = self.grid[token - v.duration_offset]
             if self.pending is None:  # a tie: the last note goes on
-                self.note_end[self.pitch] += value
+                self.note_end[self.instrument, self.pitch] += value
             else:
-                self.note_end[self.pitch] = self.time + value
-                self.last_pitch = self.pitch
-                self.pending = None
-                self.notes += 1
+                self._complete(value)
             self.tied = tied + 1 if v.config.ties and value == self.grid[-1] else 0
+
+    def _complete(self, steps: int) -> None:
+        assert self.pitch is not None
+        self.note_end[self.instrument, self.pitch] = self.time + steps
+        self.last_pitch = self.pitch
+        self.pending = None
+        self.notes += 1
 
 
 @functools.lru_cache(maxsize=65536)
@@ -571,10 +767,10 @@ def is_grammatical(tokens: Sequence[int], vocab: Vocabulary) -> bool:
 
 
 def count_notes(tokens: np.ndarray, vocab: Vocabulary) -> int:
-    """Notes in a token array (one Duration token each, not counting the Durations of a tie)."""
-    durations = vocab.ids(Kind.DURATION)
+    """Notes in a token array: one Duration token each (not counting the Durations of a tie), or one Drum token."""
     tokens = np.asarray(tokens)
+    durations, drums = vocab.ids(Kind.DURATION), vocab.ids(Kind.DRUM)
     is_duration = (tokens >= durations.start) & (tokens < durations.stop)
     if vocab.config.ties:
         is_duration[1:] &= ~is_duration[:-1]
-    return int(np.count_nonzero(is_duration))
+    return int(np.count_nonzero(is_duration)) + int(np.count_nonzero((tokens >= drums.start) & (tokens < drums.stop)))

@@ -271,3 +271,12 @@ def test_train_and_generate_on_tied_fine_durations(tmp_path):
         assert np.array_equal(encode_notes(decode_tokens(tokens, vocab), vocab), tokens)
     assert all(len(t) == len(by_tokens.tokens[0]) for t in by_tokens.tokens)
     assert all(read_piece(p).meta["metre"] == [(0.0, "4/4"), (8.0, "3/4")] for p in by_bars.paths)
+
+
+def test_instruments_and_tied_notes_are_refused_together(tmp_path):
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
+    result = CliRunner().invoke(app, ["tokenize", str(tmp_path), "--out", str(tmp_path / "c"), "--instruments", "--tie-long-notes"])
+    assert result.exit_code == 1 and "do not combine" in result.output and not (tmp_path / "c").exists()
