@@ -387,15 +387,16 @@ def test_scores_have_a_part_per_instrument_without_the_drums(tmp_path):
     notes = band_notes(2) + [Note(72 + i % 3, i * 0.5, 0.5, 80, 73) for i in range(16)]
     path = write_musicxml(notes, tmp_path / "band.musicxml")
     parts = converter.parse(str(path)).parts
-    # the piano on a grand staff (two staves of one part), bass and flute on one staff each
-    assert [p.partName for p in parts] == ["Piano", "Piano", "Bass", "Pipe"]
+    # the piano on a grand staff (two staves of one part), bass and flute on one staff each;
+    # the highest part on top, the bass at the bottom, as a score is read
+    assert [p.partName for p in parts] == ["Pipe", "Piano", "Piano", "Bass"]
     by_part = {name: sorted(int(x.midi) for p in parts if p.partName == name for x in p.flatten().pitches) for name in ("Piano", "Bass", "Pipe")}
     assert by_part == {
         "Piano": sorted(n.pitch for n in notes if n.program == 0 and not n.drum),
         "Bass": sorted(n.pitch for n in notes if n.program == 33),
         "Pipe": sorted(n.pitch for n in notes if n.program == 73),
     }
-    assert [p.getElementsByClass("Measure")[0].clef.sign for p in parts] == ["G", "F", "F", "G"]
+    assert [p.getElementsByClass("Measure")[0].clef.sign for p in parts] == ["G", "G", "F", "F"]
     assert accidental_errors(path.read_bytes()).total == 0
     svg = render_excerpt_svg(notes, tmp_path / "band.svg", 0.0, 8.0, 4.0).read_text()
     assert svg.count('class="staff"') == 4 * 2  # four staves in each of the two bars
