@@ -163,7 +163,7 @@ def parse_epochs(text: str) -> tuple[int, ...]:
 @app.command()
 @user_errors
 def train(
-    data: Optional[Path] = typer.Argument(None, help="a tokenized corpus directory, or a folder of music files (with --resume: optional)"),
+    data: Optional[Path] = typer.Argument(None, help="a tokenized corpus directory, or a folder of music files tokenized with the default token settings (for --instruments, --velocity-bins and the others, run composer tokenize first); with --resume: optional"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory"),
     epochs: int = typer.Option(TrainConfig.epochs, "--epochs", help="train up to this epoch"),
     save_at: str = typer.Option(",".join(map(str, TrainConfig.save_at)), "--save-at", help="epochs whose checkpoints are kept, e.g. 100,150"),

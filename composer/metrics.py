@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from composer.corpus import KEY_NAMES, estimate_key
+from composer.score import VOICE_LEADING_RATES, is_chorale_texture, voice_leading
 from composer.tokens import Note, Vocabulary, pitched
 
 WINDOW = 16  # tokens per window for memorization, as the near-duplicate screen in dataset.py
@@ -317,8 +319,6 @@ def chord_tone_rate(notes: list[Note]) -> float:
 def key_pitch_classes(notes: list[Note]) -> np.ndarray:
     """The 12-bit scale mask of the notes' estimated key; minor keys with the raised 6th and 7th
     too (melodic and harmonic minor), as the chorales use them."""
-    from composer.corpus import KEY_NAMES, estimate_key
-
     name = estimate_key(notes)
     if not name:
         return np.zeros(12, dtype=bool)
@@ -416,8 +416,6 @@ def score_measures(notes: list[Note], ranges) -> dict[str, float]:
     ranges (``ranges`` from real pieces, ``score.voice_ranges``). Drums are left out; music of
     several instruments is read so only where its texture is 4-part (undefined otherwise: a
     band is no choir)."""
-    from composer.score import VOICE_LEADING_RATES, is_chorale_texture, voice_leading
-
     notes = pitched(notes)
     if len({n.program for n in notes}) > 1 and not is_chorale_texture(notes):
         return dict.fromkeys(VOICE_LEADING_RATES, math.nan)

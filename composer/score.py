@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from composer.corpus import estimate_key
 from composer.metre import Change, bars as metre_bars
 from composer.storage import atomic_path
 from composer.tokens import INSTRUMENTS, Note, instrument_of, pitched
@@ -844,8 +845,6 @@ def write_musicxml(
     """
     notes = pitched(notes)
     if key is None:
-        from composer.corpus import estimate_key
-
         key = estimate_key(list(notes))
     build = build_band_score if several_instruments(notes) else build_score
     score = build(notes, key, time_signature, bpm, primer_end, title or Path(path).stem, time_signatures=time_signatures)
@@ -896,8 +895,6 @@ def render_excerpt_svg(
 
     notes = pitched(notes)  # drums: piano roll only, as in write_musicxml
     if key is None:
-        from composer.corpus import estimate_key
-
         key = estimate_key(list(notes))
     primer = None if primer_end is None else primer_end - start_quarter
     bar = bar_steps(time_signature) / STEPS_PER_QUARTER
