@@ -345,26 +345,30 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
 def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
     """Token ids → notes. Special tokens are skipped; a pitch without a duration is dropped."""
     grid, spq, bins = vocab.grid, vocab.config.steps_per_quarter, vocab.config.velocity_bins
-    kinds = vocab.kinds()
+    # plain ints and a list, read per token: Kind.X on an enum class costs a slow attribute look-up
+    kinds = vocab._kinds.tolist()
+    shift, pitch_kind, velocity_kind, duration = int(Kind.SHIFT), int(Kind.PITCH), int(Kind.VELOCITY), int(Kind.DURATION)
+    shift_offset, pitch_offset, velocity_offset, duration_offset = vocab.shift_offset, vocab.pitch_offset, vocab.velocity_offset, vocab.duration_offset
+    pitch_low = vocab.config.pitch_low
     notes: list[Note] = []
     time = 0
     pitch: int | None = None
     velocity = DEFAULT_VELOCITY
-    for token in tokens:
+    for token in tokens.tolist() if isinstance(tokens, np.ndarray) else tokens:
         token = int(token)
         kind = kinds[token]
         if token == EOS:
             break
-        if kind == Kind.SHIFT:
-            time += grid[token - vocab.shift_offset]
+        if kind == shift:
+            time += grid[token - shift_offset]
             pitch = None
-        elif kind == Kind.PITCH:
-            pitch = token - vocab.pitch_offset + vocab.config.pitch_low
+        elif kind == pitch_kind:
+            pitch = token - pitch_offset + pitch_low
             velocity = DEFAULT_VELOCITY
-        elif kind == Kind.VELOCITY:
-            velocity = bin_velocity(token - vocab.velocity_offset, bins)
-        elif kind == Kind.DURATION and pitch is not None:
-            steps = grid[token - vocab.duration_offset]
+        elif kind == velocity_kind:
+            velocity = bin_velocity(token - velocity_offset, bins)
+        elif kind == duration and pitch is not None:
+            steps = grid[token - duration_offset]
             notes.append(Note(pitch, time / spq, steps / spq, velocity))
             pitch = None
     return notes
