@@ -68,6 +68,7 @@ class CompareSettings:
     samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
     max_voices: int | None = None  # None: the run's voice ceiling
     no_ceiling: bool = False  # allow more samples and bars than a page is usually made of
+    cache: Path | None = field(default_factory=lambda: default_cache_dir())  # bits per note computed before; None: none
 
 
 @dataclass
@@ -362,21 +363,46 @@ def percent(d) -> str:
 # ---- the comparison --------------------------------------------------------------------------------
 
 
-def checkpoint_bits(run: Run, epoch: int, stepper, corpus, vocab, validation_notes: int) -> dict[str, float]:
+def checkpoint_bits(run: Run, epoch: int, stepper, corpus, vocab, validation_notes: int, cache: Path | None = None) -> dict[str, float]:
     """Validation bits per note as the run's history recorded it (one source of truth, as
     ``composer info``), else computed the way training computes it; training bits on a subset
-    (both with the NumPy stepper, ``LSTMStepper.nll``)."""
+    (both with the NumPy stepper, ``LSTMStepper.nll``; kept in ``cache``, see ``cached_bits``)."""
     recorded = {row["epoch"]: row["val_bits_per_note"] for row in run.history()}
     validation = corpus.split("validation")
     if epoch in recorded and math.isfinite(recorded[epoch]):
         val = recorded[epoch]
     elif validation:
-        val = bits_per_note(stepper.nll(validation)[0], validation_notes)
+        val = cached_bits(cache, stepper, validation, validation_notes)
     else:
         val = math.nan
     train = corpus.split("train")[:TRAIN_PIECES_FOR_BITS]
-    training = bits_per_note(stepper.nll(train)[0], sum(count_notes(p, vocab) for p in train)) if train else math.nan
+    training = cached_bits(cache, stepper, train, sum(count_notes(p, vocab) for p in train)) if train else math.nan
     return {"validation": val, "training": training}
+
+
+def cached_bits(cache: Path | None, stepper, pieces: list[np.ndarray], notes: int) -> float:
+    """The stepper's bits per note on ``pieces``: from ``cache`` when an earlier page computed
+    them, keyed by all they depend on (the weights, the pieces' tokens, their notes), else
+    computed and kept there. A cache that cannot be read or written only costs the time."""
+    if cache is None:
+        return bits_per_note(stepper.nll(pieces)[0], notes)
+    digest = hashlib.sha256(f"{stepper.digest()} {notes}".encode())
+    for piece in pieces:
+        digest.update(len(piece).to_bytes(8, "little") + np.asarray(piece, np.int64).tobytes())
+    path = cache / "bits" / f"{digest.hexdigest()}.json"
+    try:
+        kept = json.loads(path.read_text())["bits_per_note"]
+        if isinstance(kept, float) and math.isfinite(kept):
+            return kept
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not there yet, or damaged: computed again and replaced
+    bits = bits_per_note(stepper.nll(pieces)[0], notes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps({"bits_per_note": bits}))
+    except OSError:
+        pass
+    return bits
 
 
 def stamp(root: Path) -> Path:
@@ -495,7 +521,7 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
                 row = f"epoch {number}"
                 report(f"{row}: sampling {count} continuations of {settings.bars:g} bars ({shown} shown)")
                 sampler = generate.load_sampler(run, str(number))
-                bits[row] = background.submit(checkpoint_bits, run, number, sampler.stepper, corpus, vocab, validation_notes)
+                bits[row] = background.submit(checkpoint_bits, run, number, sampler.stepper, corpus, vocab, validation_notes, settings.cache)
                 sampled.append(sample_checkpoint(sampler, row, chosen, shown, settings, sample_settings, ranges, index.result()))
             real = real_music(corpus, openings, chosen, shown, settings, vocab, ranges, index.result())
             cells = [cell for s in sampled for cell in s.shown] + real.shown

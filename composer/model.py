@@ -14,6 +14,7 @@ token is a few small matrix products; tests check that it reproduces the Keras l
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,6 +371,13 @@ class LSTMStepper:
         # one matrix for input and state: [x, h] @ [[W], [U]] saves a product per step
         self.cells = [(np.concatenate([kernel, recurrent]) * scale, bias * scale) for kernel, recurrent, bias in weights.cells]
         self.dense_w, self.dense_b = weights.dense
+
+    def digest(self) -> str:
+        """A hash of every weight: what a number computed with this stepper depends on."""
+        digest = hashlib.sha256()
+        for array in [self.embedding, *(a for cell in self.cells for a in cell), self.dense_w, self.dense_b]:
+            digest.update(str(array.shape).encode() + np.ascontiguousarray(array, np.float32).tobytes())
+        return digest.hexdigest()
 
     def initial_state(self, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
         zeros = np.zeros((batch, self.units), dtype=np.float32)
