@@ -40,9 +40,10 @@ def export_commit(commit: str, into: Path) -> Path:
 
 
 def command_seconds(tree: Path, args: list[str]) -> float:
-    """Wall time of one whole `composer` command with ``tree``'s code, in a fresh process."""
+    """Wall time of one whole `composer` command with ``tree``'s code, in a fresh process (-P: the
+    working directory, this repository, is not put ahead of PYTHONPATH)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "composer.cli", *args], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-P", "-m", "composer.cli", *args], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(tree)}, cwd=ROOT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
