@@ -33,10 +33,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 # modules rather than names where tests and benchmarks replace a function in its module
+import composer.corpus
 from composer import ComposerError, audio, generate, metrics, score
 from composer import report as pages
 from composer.config import check_option
-from composer.corpus import estimate_key, write_midi
+from composer.corpus import estimate_key
 from composer.dataset import TokenCorpus, corpus_voice_ceiling, default_cache_dir, tokenize_corpus
 from composer.generate import Primer, SampleSettings, bar_quarters, check_settings, continuation, primer_from_file
 from composer.metrics import Distinguishability, TrainingIndex, bits_per_note, bootstrap_means, copy_beats, feature_matrix, interval
@@ -645,7 +646,7 @@ def render_in_background(cells: list[Shown], directory: Path, settings: CompareS
     rendered = []
     for cell in cells:
         bpm = cell.opening.primer.bpm or float(config.data.median_bpm)
-        midi = write_midi(cell.notes, directory / f"{cell_slug(cell)}.mid", bpm, 0, cell.opening.primer.time_signature or "4/4", cell.end)
+        midi = composer.corpus.write_midi(cell.notes, directory / f"{cell_slug(cell)}.mid", bpm, 0, cell.opening.primer.time_signature or "4/4", cell.end)
         rendered.append((midi, background.submit(audio.render_wav, midi, directory / f"{cell_slug(cell)}.wav", settings.soundfont)))
     return rendered
 
