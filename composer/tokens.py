@@ -345,7 +345,8 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
 def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
     """Token ids → notes. Special tokens are skipped; a pitch without a duration is dropped."""
     grid, spq, bins = vocab.grid, vocab.config.steps_per_quarter, vocab.config.velocity_bins
-    # plain ints and a list, read per token: Kind.X on an enum class costs a slow attribute look-up
+    # plain ints and a list, read per token: numpy compares its scalars with an enum member
+    # slowly (it probes the enum class for array protocols, each probe a failed look-up)
     kinds = vocab._kinds.tolist()
     shift, pitch_kind, velocity_kind, duration = int(Kind.SHIFT), int(Kind.PITCH), int(Kind.VELOCITY), int(Kind.DURATION)
     shift_offset, pitch_offset, velocity_offset, duration_offset = vocab.shift_offset, vocab.pitch_offset, vocab.velocity_offset, vocab.duration_offset
@@ -449,7 +450,7 @@ class Grammar:
     def advance(self, token: int) -> None:
         v = self.vocab
         token = int(token)
-        kind = self.kinds[token]
+        kind = int(self.kinds[token])  # an int: a numpy scalar compared with a Kind is 40x slower
         if token == BOS:
             self.started = True
         elif token == EOS:
