@@ -12,21 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train_fixtures import copy_run, invoke, make_corpus, one_error, train_cli, tree
+from train_fixtures import copy_run, invoke, one_error, tree
 
 pytestmark = pytest.mark.tensorflow  # trains tiny runs
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus") / "tokens")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, corpus) -> Path:
-    root = tmp_path_factory.mktemp("runs") / "run"
-    train_cli(corpus, root, "--epochs", "2", "--save-at", "1,2")
-    return root
 
 
 def nested(depth: int) -> str:
