@@ -497,7 +497,6 @@ class RealMusic:
     training: list[dict[str, float]]  # the training pieces' continuations, measured
     copies: dict[str, list[float]] = field(default_factory=dict)  # REAL -> its longest copies
     histograms: dict[str, np.ndarray] = field(default_factory=dict)
-    shown: list[Shown] = field(default_factory=list)
 
 
 def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings, directory, report) -> CompareResult:
@@ -516,17 +515,22 @@ def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings,
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as background:
         try:
             index = background.submit(TrainingIndex, corpus.split("train"))
+            # each row's audio is rendered while the next rows are sampled and measured: the real
+            # continuations' first (known before anything is sampled), each checkpoint's after it
+            real_cells = [Shown(REAL, o, o.real, o.end) for o in chosen[:shown]] if settings.primer is None else []
+            real_audio = render_in_background(real_cells, directory, settings, config, background)
             ranges = score.voice_ranges([decode_tokens(t, vocab) for t in corpus.split("train")[:80]])
-            sampled, bits = [], {}
+            sampled, bits, rendered = [], {}, []
             for number in numbers:
                 row = f"epoch {number}"
                 report(f"{row}: sampling {count} continuations of {settings.bars:g} bars ({shown} shown)")
                 sampler = generate.load_sampler(run, str(number))
                 bits[row] = background.submit(checkpoint_bits, run, number, sampler.stepper, corpus, vocab, validation_notes, settings.cache)
                 sampled.append(sample_checkpoint(sampler, row, chosen, shown, settings, sample_settings, ranges, index.result()))
-            real = real_music(corpus, openings, chosen, shown, settings, vocab, ranges, index.result())
-            cells = [cell for s in sampled for cell in s.shown] + real.shown
-            rendered = render_in_background(cells, directory, settings, config, background)
+                rendered += render_in_background(sampled[-1].shown, directory, settings, config, background)
+            real = real_music(corpus, openings, chosen, settings, vocab, ranges, index.result())
+            cells = [cell for s in sampled for cell in s.shown] + real_cells
+            rendered += real_audio
             comparison = comparison_of(sampled, real, {row: b.result() for row, b in bits.items()}, [o.name for o in chosen], settings)
             summary = headline(comparison)
             report(summary)
@@ -574,7 +578,7 @@ def sample_checkpoint(sampler, row, chosen, shown, settings, sample_settings, ra
     return result
 
 
-def real_music(corpus, openings, chosen, shown, settings, vocab, ranges, index) -> RealMusic:
+def real_music(corpus, openings, chosen, settings, vocab, ranges, index) -> RealMusic:
     """Real music to measure the samples against: the real continuations of the same openings,
     weighted as the samples are (opening i mod n once per sample), beside the training pieces'
     continuations of their own openings, made the same way (how much real music varies: the
@@ -602,7 +606,6 @@ def real_music(corpus, openings, chosen, shown, settings, vocab, ranges, index) 
         training=training,
         copies={REAL: [copy_beats(encode_notes(new[n], vocab)[1:-1], vocab, index) for n in unique]},
         histograms={"real pieces": mean_pitch_classes([decode_tokens(t, vocab) for t in corpus.split("validation")])},
-        shown=[Shown(REAL, o, o.real, o.end) for o in chosen[:shown]],
     )
 
 
