@@ -2,6 +2,13 @@
 what the engraved scores add to it.
 
     python benchmarks/compare_speed.py [--run outputs/bach-small-reference] [--epochs 100,150] [--num 4] [--samples 32] [--bars 16]
+    python benchmarks/compare_speed.py --against bcaf844 --commands-only --repeat 3
+
+With --against COMMIT it first times the whole command, `composer compare RUN --epochs ...`,
+each a fresh process (start-up, imports, everything written), for this tree and for COMMIT's
+code (exported with `git archive` into a temporary folder, run on the same run and corpus),
+alternately, so that a change in the machine's load falls on both; it prints the best of
+--repeat of each and their ratio.
 
 Runs the real comparison (sampling and measuring every sample, bits per note of each
 checkpoint, audio, piano rolls, scores, page) into a temporary folder, twice: as the command
@@ -14,10 +21,55 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import wave
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def export_commit(commit: str, into: Path) -> Path:
+    """COMMIT's tracked files in ``into`` (git archive: the repository itself is left as it is)."""
+    into.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def command_seconds(tree: Path, args: list[str]) -> float:
+    """Wall time of one whole `composer` command with ``tree``'s code, in a fresh process (-P: the
+    working directory, this repository, is not put ahead of PYTHONPATH)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-P", "-m", "composer.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tree)}, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return seconds
+
+
+def whole_commands(args) -> None:
+    """`composer compare` of this tree against COMMIT's, alternately, best of --repeat each."""
+    command = ["compare", str(args.run), "--epochs", args.epochs, "--num", str(args.num), "--samples", str(args.samples), "--bars", f"{args.bars:g}"]
+    before_load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as scratch:
+        trees = {"this tree": ROOT, args.against: export_commit(args.against, Path(scratch) / "before")}
+        times: dict[str, list[float]] = {name: [] for name in trees}
+        for attempt in range(args.repeat):
+            for name, tree in trees.items():
+                times[name].append(command_seconds(tree, [*command, "--out", str(Path(scratch) / f"page-{len(times[name])}-{attempt}-{name}")]))
+    best = {name: min(values) for name, values in times.items()}
+    print(f"whole command, each a fresh process, best of {args.repeat}; cpus: {os.cpu_count()}, load average "
+          f"before {', '.join(f'{x:.2f}' for x in before_load)}, after {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"  composer {' '.join(command)}")
+    for name, seconds in best.items():
+        every = ", ".join(f"{t:.1f}" for t in times[name])
+        print(f"    {name:<28} {seconds:>7.2f} s   (each: {every})")
+    print(f"    {'ratio':<28} {best[args.against] / best['this tree']:>7.2f}x faster than {args.against} (target: <= 12 s on a quiet machine)")
+    print()
 
 
 def main() -> None:
@@ -27,7 +79,14 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=4)
     parser.add_argument("--bars", type=float, default=16)
     parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--against", help="a commit whose whole command is timed beside this tree's")
+    parser.add_argument("--repeat", type=int, default=3, help="whole commands per tree; the best is shown")
+    parser.add_argument("--commands-only", action="store_true", help="only the whole-command timings (needs --against)")
     args = parser.parse_args()
+    if args.against:
+        whole_commands(args)
+    if args.commands_only:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     started = time.perf_counter()

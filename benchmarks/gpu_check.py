@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     import tensorflow as tf
 
-    from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
+    from composer.dataset import TokenCorpus, tokenize_corpus
+    from composer.config import default_cache_dir
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:

@@ -112,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def corpus_dir(args: argparse.Namespace) -> Path:
     """The bundled chorales, tokenized once for every candidate (the cache makes re-runs instant)."""
-    from composer.dataset import default_cache_dir, tokenize_corpus
+    from composer.dataset import tokenize_corpus
+    from composer.config import default_cache_dir
 
     directory = args.out / "corpus"
     if not (directory / "corpus.json").exists():

@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def tokenize(args: argparse.Namespace, directory: Path):
-    from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
+    from composer.dataset import TokenCorpus, tokenize_corpus
+    from composer.config import default_cache_dir
 
     started = time.perf_counter()
     summary = tokenize_corpus(

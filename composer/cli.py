@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 import typer
 
 from composer import ComposerError
-from composer.config import PRIMER_BARS, VALIDATION_SHARE, CompareSettings, Limits, SampleSettings, TrainConfig
+from composer.config import PRIMER_BARS, VALIDATION_SHARE, CompareSettings, Limits, SampleSettings, TrainConfig, default_cache_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="Learn music from MIDI corpora with a stacked LSTM and compose new pieces.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Bundled and music21 corpora.")
@@ -108,7 +108,7 @@ def tokenize(
     instruments: bool = typer.Option(False, "--instruments", help="keep each note's instrument (GM family) and the drums: Program and Drum tokens"),
 ) -> None:
     """Tokenize music files into a corpus for training, with a train/validation split."""
-    from composer.dataset import default_cache_dir, tokenize_corpus
+    from composer.dataset import tokenize_corpus
     from composer.tokens import FINE_BEAT_RES, TokenizerConfig
 
     # checked before reading anything: an --out that is a file would only fail after all the work
@@ -231,7 +231,7 @@ def baseline(
     import tempfile
 
     from composer.baseline import baseline_scores, best_baseline
-    from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
+    from composer.dataset import TokenCorpus, tokenize_corpus
 
     with tempfile.TemporaryDirectory() as scratch:
         if not (data / "corpus.json").exists():

@@ -23,21 +23,27 @@ import io
 import json
 import math
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from composer import ComposerError
-from composer.config import CompareSettings, check_option
-from composer.storage import building_folder, publish, readable, remove_abandoned, safe_stem
-from composer.metrics import Distinguishability
-from composer.generate import Primer, bar_quarters, check_settings, continuation, primer_from_file
-from composer.metre import bars_end, metre_at
+# modules rather than names where tests and benchmarks replace a function in its module
+import composer.corpus
+from composer import ComposerError, audio, generate, metrics, score
+from composer import report as pages
+from composer.config import CompareSettings, check_option, default_cache_dir
 from composer.corpus import estimate_key
+from composer.dataset import TokenCorpus, corpus_voice_ceiling, tokenize_corpus
+from composer.generate import Primer, bar_quarters, check_settings, continuation, primer_from_file
+from composer.metrics import Distinguishability, TrainingIndex, bits_per_note, bootstrap_means, copy_beats, feature_matrix, interval
+from composer.metre import bars_end, metre_at
 from composer.runs import Run
+from composer.storage import building_folder, claim_folder, publish, readable, remove_abandoned, safe_stem, write_text
 from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes, pitched
 
 TRAIN_PIECES_FOR_BITS = 64  # training bits per note on a fixed subset: enough to show the gap, quick
@@ -109,8 +115,6 @@ class CompareResult:
 
 def load_run_corpus(run: Run, config: dict, vocab: Vocabulary, report: Callable[[str], None]):
     """The run's tokenized corpus; rebuilt from its source files when only the run was copied."""
-    from composer.dataset import TokenCorpus, default_cache_dir, tokenize_corpus
-
     data = config.data
     for candidate in (Path(data.corpus), run.corpus_dir):
         if (candidate / "corpus.json").exists():
@@ -136,30 +140,26 @@ def load_run_corpus(run: Run, config: dict, vocab: Vocabulary, report: Callable[
     return corpus
 
 
-def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary, split: str = "validation") -> list[Opening]:
+def validation_openings(
+    corpus, settings: CompareSettings, vocab: Vocabulary, split: str = "validation", limit: int | None = None
+) -> list[Opening]:
     """Openings of the ``split``'s pieces, in an order fair to the whole split: pieces are grouped
     by metre and by source folder (a collection), shuffled within each group (seeded), and merged
     so that any first few openings hold every group in proportion to its size (stratified).
-    Within a group, pieces long enough to continue come first."""
+    Within a group, pieces long enough to continue come first. Only the first ``limit`` are
+    made into openings (primer tokens, real continuation, key): the order needs none of them."""
     candidates = [(r, t) for r, t in zip(corpus.pieces, corpus.tokens) if r.split == split]
     if not candidates:
         raise ComposerError(f"the run's corpus has no {split} pieces to take primers from; give --primer")
-    strata: dict[tuple[str, str], list[tuple[bool, Opening]]] = {}
+    strata: dict[tuple[str, str], list[tuple[bool, tuple]]] = {}
     for record, tokens in sorted(candidates, key=lambda rt: rt[0].name):
-        # the opening's bars counted across the piece's changes of metre; continued in the one at its end
-        primer_end = bars_end(record.metre(), settings.primer_bars)
-        signature = metre_at(record.metre(), primer_end)
-        end = primer_end + settings.bars * bar_quarters(signature)
+        primer_end, signature, end = opening_span(record, settings)
         notes = decode_tokens(tokens, vocab)
-        opening = [n for n in notes if n.start < primer_end - 1e-9]
-        if not opening:
+        if not any(n.start < primer_end - 1e-9 for n in notes):
             continue
-        primer = Primer(readable(record.name).replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, signature, primer_end)
         long_enough = max(n.start + n.duration for n in notes) >= end - 1e-9
         stratum = (record.time_signature, str(Path(record.name).parent))
-        real = continuation(notes, 0.0, end)
-        key = record.key or estimate_key(real)
-        strata.setdefault(stratum, []).append((not long_enough, Opening(primer.name, primer, real, end, key)))
+        strata.setdefault(stratum, []).append((not long_enough, (record, notes)))
     rng = np.random.default_rng(settings.seed)
     placed = []
     for number, stratum in enumerate(sorted(strata)):
@@ -168,7 +168,27 @@ def validation_openings(corpus, settings: CompareSettings, vocab: Vocabulary, sp
         queue = [o for _, o in sorted(shuffled, key=lambda lo: lo[0])]
         # the k-th of n at (k + 1/2) / n: merged, every prefix holds each group in proportion
         placed += [((k + 0.5) / len(queue), number, o) for k, o in enumerate(queue)]
-    return [o for _, _, o in sorted(placed, key=lambda p: p[:2])]
+    ordered = [o for _, _, o in sorted(placed, key=lambda p: p[:2])]
+    return [opening_of(record, notes, settings, vocab) for record, notes in ordered[:limit]]
+
+
+def opening_span(record, settings: CompareSettings) -> tuple[float, str, float]:
+    """Where a piece's opening ends (its first ``primer_bars``, counted across the piece's
+    changes of metre), the metre it is continued in (the one at its end), and where the asked
+    span ends (quarters)."""
+    primer_end = bars_end(record.metre(), settings.primer_bars)
+    signature = metre_at(record.metre(), primer_end)
+    return primer_end, signature, primer_end + settings.bars * bar_quarters(signature)
+
+
+def opening_of(record, notes: list[Note], settings: CompareSettings, vocab: Vocabulary) -> Opening:
+    """A corpus piece's opening: its first ``primer_bars`` as the primer, and what really
+    followed, cut where the asked span ends."""
+    primer_end, signature, end = opening_span(record, settings)
+    opening = [n for n in notes if n.start < primer_end - 1e-9]
+    primer = Primer(readable(record.name).replace("/", "_"), encode_notes(opening, vocab)[:-1], record.tempo, signature, primer_end)
+    real = continuation(notes, 0.0, end)
+    return Opening(primer.name, primer, real, end, record.key or estimate_key(real))
 
 
 def training_excerpts(corpus, vocab: Vocabulary, quarters: float) -> list[list[Note]]:
@@ -191,12 +211,10 @@ def training_excerpts(corpus, vocab: Vocabulary, quarters: float) -> list[list[N
 def measure_piece(notes: list[Note], context: list[Note], ranges) -> dict[str, float]:
     """Every measure (metrics.MEASURES) and classifier feature (metrics.CLASSIFIER_FEATURES) of
     one continuation (``context``: primer and continuation)."""
-    from composer.metrics import MEASURES, harmony_features, heard_measures, piece_statistics, score_measures
-
     notes, context = pitched(notes), pitched(context)  # drums have no pitch: every measure reads the pitched notes
-    values = {**heard_measures(notes, context), **score_measures(notes, ranges), **harmony_features(notes)}
-    statistics = piece_statistics(notes)
-    for key in MEASURES:
+    values = {**metrics.heard_measures(notes, context), **metrics.score_measures(notes, ranges), **metrics.harmony_features(notes)}
+    statistics = metrics.piece_statistics(notes)
+    for key in metrics.MEASURES:
         if key not in values:
             values[key] = float(getattr(statistics, key))
     return values
@@ -214,10 +232,8 @@ def compare_measures(
     """Per measure: each row's mean and distance to the reference mean, with bootstrap intervals,
     the checkpoint whose distance interval lies wholly below every other checkpoint's, and which
     checkpoints are far from real music (``far_from_real``)."""
-    from composer.metrics import MEASURES, bootstrap_means, interval
-
     measures = []
-    for key, info in MEASURES.items():
+    for key, info in metrics.MEASURES.items():  # read here: a test grows the registry
         ref_values = np.array([r[key] for r in reference], dtype=float)
         ref = float(np.mean(ref_values[np.isfinite(ref_values)])) if np.isfinite(ref_values).any() else math.nan
         values, distances = {}, {}
@@ -340,30 +356,51 @@ def percent(d) -> str:
 # ---- the comparison --------------------------------------------------------------------------------
 
 
-def checkpoint_bits(run: Run, epoch: int, stepper, corpus, vocab, validation_notes: int) -> dict[str, float]:
+def checkpoint_bits(run: Run, epoch: int, stepper, corpus, vocab, validation_notes: int, cache: Path | None = None) -> dict[str, float]:
     """Validation bits per note as the run's history recorded it (one source of truth, as
     ``composer info``), else computed the way training computes it; training bits on a subset
-    (both with the NumPy stepper, ``LSTMStepper.nll``)."""
-    from composer.metrics import bits_per_note
-
+    (both with the NumPy stepper, ``LSTMStepper.nll``; kept in ``cache``, see ``cached_bits``)."""
     recorded = {row["epoch"]: row["val_bits_per_note"] for row in run.history()}
     validation = corpus.split("validation")
     if epoch in recorded and math.isfinite(recorded[epoch]):
         val = recorded[epoch]
     elif validation:
-        val = bits_per_note(stepper.nll(validation)[0], validation_notes)
+        val = cached_bits(cache, stepper, validation, validation_notes)
     else:
         val = math.nan
     train = corpus.split("train")[:TRAIN_PIECES_FOR_BITS]
-    training = bits_per_note(stepper.nll(train)[0], sum(count_notes(p, vocab) for p in train)) if train else math.nan
+    training = cached_bits(cache, stepper, train, sum(count_notes(p, vocab) for p in train)) if train else math.nan
     return {"validation": val, "training": training}
+
+
+def cached_bits(cache: Path | None, stepper, pieces: list[np.ndarray], notes: int) -> float:
+    """The stepper's bits per note on ``pieces``: from ``cache`` when an earlier page computed
+    them, keyed by all they depend on (the weights, the pieces' tokens, their notes), else
+    computed and kept there. A cache that cannot be read or written only costs the time."""
+    if cache is None:
+        return bits_per_note(stepper.nll(pieces)[0], notes)
+    digest = hashlib.sha256(f"{stepper.digest()} {notes}".encode())
+    for piece in pieces:
+        digest.update(len(piece).to_bytes(8, "little") + np.asarray(piece, np.int64).tobytes())
+    path = cache / "bits" / f"{digest.hexdigest()}.json"
+    try:
+        kept = json.loads(path.read_text())["bits_per_note"]
+        if isinstance(kept, float) and math.isfinite(kept):
+            return kept
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not there yet, or damaged: computed again and replaced
+    bits = bits_per_note(stepper.nll(pieces)[0], notes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps({"bits_per_note": bits}))
+    except OSError:
+        pass
+    return bits
 
 
 def stamp(root: Path) -> Path:
     """A new page folder named by the time, claimed (made empty) by this process alone: two
     comparisons started in the same second get ``STAMP`` and ``STAMP-2``."""
-    from composer.storage import claim_folder
-
     return claim_folder(root, datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
@@ -420,177 +457,268 @@ def compare(
     return result
 
 
-def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings, directory, report) -> CompareResult:
-    from composer.audio import render_wav
-    from composer.corpus import write_midi
-    from composer.dataset import corpus_voice_ceiling
-    from composer.generate import continue_primers, load_sampler, span_end
-    from composer.metrics import TrainingIndex, bootstrap_means, classifier_test, copy_beats, feature_matrix, interval
-    from composer.report import Cell, ComparisonPage, curves_png, piano_roll_png, pitch_class_png, write_page
-    from composer.score import excerpt_window, render_excerpt_svg, voice_ranges
-    from composer.storage import write_text
+@dataclass
+class Shown:
+    """One cell of the page: a row's notes for one shown opening, as heard (primer included)."""
 
-    if settings.primer is not None:
-        primer = primer_from_file(settings.primer, settings.primer_bars, vocab)
-        openings = [Opening(readable(primer.name), primer, key=estimate_key(decode_tokens(primer.tokens, vocab)))]
-    else:
-        openings = validation_openings(corpus, settings, vocab)
+    row: str  # a checkpoint's label or REAL
+    opening: Opening
+    notes: list[Note]
+    end: float | None  # where the asked span ends, in quarters: the files last until then
+
+
+@dataclass
+class Sampled:
+    """One checkpoint's continuations of the chosen openings, each measured."""
+
+    row: str  # "epoch 100"
+    measured: list[dict[str, float]]  # measure_piece of each continuation
+    copies: list[float]  # the longest copy from training of each, in beats
+    shown: list[Shown]
+    histogram: np.ndarray  # mean pitch-class shares of the continuations
+
+
+@dataclass
+class RealMusic:
+    """What the samples are measured against (``real_music``)."""
+
+    reference: list[dict[str, float]]  # real music's mean on every measure is taken over these
+    rows: dict[str, list[dict[str, float]]]  # rows of real music beside the checkpoints' (OTHER_REAL)
+    side: list[dict[str, float]]  # the classifier's real pieces, and their groups
+    groups: list[str]
+    training: list[dict[str, float]]  # the training pieces' continuations, measured
+    copies: dict[str, list[float]] = field(default_factory=dict)  # REAL -> its longest copies
+    histograms: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _compare(run, config, vocab, corpus, checkpoints, settings, sample_settings, directory, report) -> CompareResult:
+    openings = page_openings(corpus, settings, vocab)
     count = max(settings.samples, settings.num)
     # sample i continues opening i mod n: with fewer openings than samples, each is continued
     # several times, by different generators
     chosen = [openings[i % len(openings)] for i in range(count)]
-    shown = chosen[: min(settings.num, len(openings))]
-    ceiling = int(config.data.max_voices or corpus_voice_ceiling(corpus))
-    written: list[Path] = []
-    synthesizers: set[str] = set()
-    cells: dict[tuple[str, str], Cell] = {}
-    index = TrainingIndex(corpus.split("train"))
-    ranges = voice_ranges([decode_tokens(t, vocab) for t in corpus.split("train")[:80]])
-    validation_notes = int(config.data.validation_notes or sum(p.notes for p in corpus.records("validation")))
+    shown = min(settings.num, len(openings))
     numbers = [int(label.split("-")[1]) for label, _ in checkpoints]
-    labels = [f"epoch {n}" for n in numbers]
-    # one pitch range for every piano roll, so cells compare at a glance
-    all_notes: list[list[Note]] = []
+    validation_notes = int(config.data.validation_notes or sum(p.notes for p in corpus.records("validation")))
+    audio.load_fluidsynth()  # here, not in a worker: its fallback warning belongs to this thread
+    # One BLAS thread for the whole page, not per call: a worker's limit, restored when it ends,
+    # would otherwise lift this thread's. The worker takes what runs outside the GIL (BLAS,
+    # FluidSynth) beside this thread's Python: the second core's share of the page.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as background:
+        try:
+            index = background.submit(TrainingIndex, corpus.split("train"))
+            # each row's audio is rendered while the next rows are sampled and measured: the real
+            # continuations' first (known before anything is sampled), each checkpoint's after it
+            real_cells = [Shown(REAL, o, o.real, o.end) for o in chosen[:shown]] if settings.primer is None else []
+            real_audio = render_in_background(real_cells, directory, settings, config, background)
+            ranges = score.voice_ranges([decode_tokens(t, vocab) for t in corpus.split("train")[:80]])
+            sampled, bits, rendered = [], {}, []
+            for number in numbers:
+                row = f"epoch {number}"
+                report(f"{row}: sampling {count} continuations of {settings.bars:g} bars ({shown} shown)")
+                sampler = generate.load_sampler(run, str(number))
+                bits[row] = background.submit(checkpoint_bits, run, number, sampler.stepper, corpus, vocab, validation_notes, settings.cache)
+                sampled.append(sample_checkpoint(sampler, row, chosen, shown, settings, sample_settings, ranges, index.result()))
+                rendered += render_in_background(sampled[-1].shown, directory, settings, config, background)
+            real = real_music(corpus, openings, chosen, settings, vocab, ranges, index.result())
+            cells = [cell for s in sampled for cell in s.shown] + real_cells
+            rendered += real_audio
+            comparison = comparison_of(sampled, real, {row: b.result() for row, b in bits.items()}, [o.name for o in chosen], settings)
+            summary = headline(comparison)
+            report(summary)
+            files = write_cells(cells, rendered, directory, settings, config)
+        except BaseException:
+            background.shutdown(cancel_futures=True)  # what has not started never will
+            raise
+    histograms = {**{s.row: s.histogram for s in sampled}, **real.histograms}
+    baseline = (config.baseline or {}).get("bits_per_note")
+    ceiling = settings.max_voices if settings.max_voices is not None else int(config.data.max_voices or corpus_voice_ceiling(corpus))
+    table = settings_table(run, settings, comparison, shown, ceiling, baseline, files.synthesizers)
+    plots = [
+        ("validation bits per note by epoch; dashed: compared epochs", pages.curves_png(run.history(), numbers, directory / "curves.png", baseline)),
+        ("pitch classes: generated against real", pages.pitch_class_png(histograms, directory / "pitch_classes.png")),
+    ]
+    return write_page_files(run, settings, comparison, summary, table, files, plots, [o.name for o in chosen[:shown]], directory)
 
-    def span_of(opening: Opening, sampler) -> float:
-        return span_end(opening.primer, sampler, settings.bars, None)
 
-    rows: dict[str, list[dict[str, float]]] = {}
-    copies: dict[str, list[float]] = {}
-    shown_notes: dict[tuple[str, str], tuple[list[Note], Opening, float]] = {}
-    bits: dict[str, dict[str, float]] = {}
-    histograms: dict[str, np.ndarray] = {}
-    for (label, _), row, number in zip(checkpoints, labels, numbers):
-        report(f"{row}: sampling {count} continuations of {settings.bars:g} bars ({len(shown)} shown)")
-        sampler = load_sampler(run, str(number))
-        samples = continue_primers(sampler, [o.primer for o in chosen], sample_settings, bars=settings.bars)
-        rows[row], copies[row] = [], []
-        continuations = []
-        for i, (opening, tokens) in enumerate(zip(chosen, samples)):
-            end = span_of(opening, sampler)
-            heard = continuation(decode_tokens(tokens, vocab), 0.0, end)
-            new = continuation(heard, opening.primer.end)
-            rows[row].append(measure_piece(new, heard, ranges))
-            copies[row].append(copy_beats(tokens[len(opening.primer.tokens) : -1], vocab, index))
-            continuations.append(new)
-            if i < len(shown):
-                shown_notes[(row, opening.name)] = (heard, opening, end)
-                all_notes.append(heard)
-        bits[row] = checkpoint_bits(run, number, sampler.stepper, corpus, vocab, validation_notes)
-        histograms[row] = mean_pitch_classes(continuations)
-    unique = list(dict.fromkeys(o.name for o in chosen))
-    by_name = {o.name: o for o in openings}
-    # real music that continues openings as the samples do (OTHER_REAL): the sanity row and the
-    # yardstick of "far", the classifier's real side for a --primer comparison, and the training
-    # half of its real-vs-real row
-    training_real = [
-        measure_piece(continuation(o.real, o.primer.end), o.real, ranges)
-        for o in validation_openings(corpus, settings, vocab, "train")[:TRAIN_PIECES_FOR_BITS]
-    ] if corpus.split("train") else []
+def page_openings(corpus, settings: CompareSettings, vocab: Vocabulary) -> list[Opening]:
+    """The primers of the page: the --primer file's opening, else the held-out pieces' (at most
+    as many as samples are measured: the rest would never be continued)."""
     if settings.primer is None:
-        # the real continuations are cut where the samples' spans end (validation_openings)
-        real_of = {n: measure_piece(continuation(by_name[n].real, by_name[n].primer.end), by_name[n].real, ranges) for n in unique}
-        for opening in shown:
-            shown_notes[(REAL, opening.name)] = (opening.real, opening, opening.end)
-            all_notes.append(opening.real)
-        copies[REAL] = [
-            copy_beats(encode_notes(continuation(by_name[n].real, by_name[n].primer.end), vocab)[1:-1], vocab, index) for n in unique
-        ]
-        histograms["real pieces"] = mean_pitch_classes([decode_tokens(t, vocab) for t in corpus.split("validation")])
-        # weighted as the samples are: opening i mod n continued once per sample
-        reference = [real_of[o.name] for o in chosen]
-        if training_real:
-            rows[OTHER_REAL] = training_real
-        real_side, real_groups = [real_of[n] for n in unique], unique
-    else:
+        return validation_openings(corpus, settings, vocab, limit=max(settings.samples, settings.num))
+    primer = primer_from_file(settings.primer, settings.primer_bars, vocab)
+    return [Opening(readable(primer.name), primer, key=estimate_key(decode_tokens(primer.tokens, vocab)))]
+
+
+def sample_checkpoint(sampler, row, chosen, shown, settings, sample_settings, ranges, index) -> Sampled:
+    """One checkpoint's continuation of every chosen opening, through the sampling path of
+    ``composer generate``, measured; the first ``shown`` kept as heard for the page."""
+    vocab = sampler.vocab
+    samples = generate.continue_primers(sampler, [o.primer for o in chosen], sample_settings, bars=settings.bars)
+    result = Sampled(row, [], [], [], np.zeros(12))
+    continuations = []
+    for i, (opening, tokens) in enumerate(zip(chosen, samples)):
+        end = generate.span_end(opening.primer, sampler, settings.bars, None)
+        heard = continuation(decode_tokens(tokens, vocab), 0.0, end)
+        new = continuation(heard, opening.primer.end)
+        result.measured.append(measure_piece(new, heard, ranges))
+        result.copies.append(copy_beats(tokens[len(opening.primer.tokens) : -1], vocab, index))
+        continuations.append(new)
+        if i < shown:
+            result.shown.append(Shown(row, opening, heard, end))
+    result.histogram = mean_pitch_classes(continuations)
+    return result
+
+
+def real_music(corpus, openings, chosen, settings, vocab, ranges, index) -> RealMusic:
+    """Real music to measure the samples against: the real continuations of the same openings,
+    weighted as the samples are (opening i mod n once per sample), beside the training pieces'
+    continuations of their own openings, made the same way (how much real music varies: the
+    sanity row, the yardstick of "far" and the training half of the classifier's real-vs-real
+    row). A --primer has no real continuation: excerpts of the training pieces, as long as a
+    continuation, are the reference, and the training continuations the classifier's real side."""
+    training = [
+        measure_piece(continuation(o.real, o.primer.end), o.real, ranges)
+        for o in validation_openings(corpus, settings, vocab, "train", limit=TRAIN_PIECES_FOR_BITS)
+    ] if corpus.split("train") else []
+    if settings.primer is not None:
         excerpts = training_excerpts(corpus, vocab, settings.bars * bar_quarters(openings[0].primer.time_signature or "4/4"))
         reference = [measure_piece(e, e, ranges) for e in excerpts[:: max(1, len(excerpts) // REFERENCE_EXCERPTS)]]
-        real_side, real_groups = training_real, [f"train {i}" for i in range(len(training_real))]
-    measures = compare_measures(rows, reference, labels, settings.seed)
+        return RealMusic(reference, {}, training, [f"train {i}" for i in range(len(training))], training)
+    unique = list(dict.fromkeys(o.name for o in chosen))
+    by_name = {o.name: o for o in openings}
+    # the real continuations are cut where the samples' spans end (validation_openings)
+    new = {n: continuation(by_name[n].real, by_name[n].primer.end) for n in unique}
+    real_of = {n: measure_piece(new[n], by_name[n].real, ranges) for n in unique}
+    return RealMusic(
+        reference=[real_of[o.name] for o in chosen],
+        rows={OTHER_REAL: training} if training else {},
+        side=[real_of[n] for n in unique],
+        groups=unique,
+        training=training,
+        copies={REAL: [copy_beats(encode_notes(new[n], vocab)[1:-1], vocab, index) for n in unique]},
+        histograms={"real pieces": mean_pitch_classes([decode_tokens(t, vocab) for t in corpus.split("validation")])},
+    )
+
+
+def comparison_of(sampled: list[Sampled], real: RealMusic, bits, sample_groups: list[str], settings: CompareSettings) -> Comparison:
+    """The numbers of the page: every measure's rows against real music, how often a classifier
+    tells each checkpoint's continuations from real ones, bits per note and copying."""
+    labels = [s.row for s in sampled]
+    measures = compare_measures({**{s.row: s.measured for s in sampled}, **real.rows}, real.reference, labels, settings.seed)
     told = {
-        row: classifier_test(feature_matrix(rows[row]), feature_matrix(real_side), [o.name for o in chosen], real_groups, settings.seed)
-        for row in labels
+        s.row: metrics.classifier_test(feature_matrix(s.measured), feature_matrix(real.side), sample_groups, real.groups, settings.seed)
+        for s in sampled
     }
-    if settings.primer is None and training_real:
-        told[REAL_VS_REAL] = classifier_test(
-            feature_matrix(training_real), feature_matrix(real_side), [f"train {i}" for i in range(len(training_real))], real_groups, settings.seed
+    if settings.primer is None and real.training:
+        told[REAL_VS_REAL] = metrics.classifier_test(
+            feature_matrix(real.training), feature_matrix(real.side), [f"train {i}" for i in range(len(real.training))], real.groups, settings.seed
         )
-    copy_intervals = {}
-    for number, (row, values) in enumerate(copies.items()):
-        copy_intervals[row] = (float(np.mean(values)), *interval(bootstrap_means(values, seed=settings.seed + number)))
-    comparison = Comparison(
+    copies = {**{s.row: s.copies for s in sampled}, **real.copies}
+    return Comparison(
         checkpoints=labels,
         bits=bits,
         measures=measures,
-        copies=copy_intervals,
+        copies={
+            row: (float(np.mean(values)), *interval(bootstrap_means(values, seed=settings.seed + number)))
+            for number, (row, values) in enumerate(copies.items())
+        },
         longest_copy={row: float(max(values)) for row, values in copies.items()},
-        samples=count,
+        samples=len(sample_groups),
         real_is_closest={m.key: real_holds(m, labels) for m in measures if OTHER_REAL in m.distances},
         reference=REAL if settings.primer is None else EXCERPTS,
         distinguishability=told,
     )
-    summary = headline(comparison)
-    report(summary)
 
-    pitches = [n.pitch for notes in all_notes for n in notes]
+
+def cell_slug(cell: Shown) -> str:
+    return f"{'real' if cell.row == REAL else cell.row.replace(' ', '-')}_{safe_stem(cell.opening.name)}"
+
+
+def render_in_background(cells: list[Shown], directory: Path, settings: CompareSettings, config, background: ThreadPoolExecutor) -> list[tuple[Path, Future]]:
+    """Each cell's MIDI file, written now, and its WAV, rendered by ``background`` from it
+    (FluidSynth releases the GIL, so the audio costs this thread nothing)."""
+    rendered = []
+    for cell in cells:
+        bpm = cell.opening.primer.bpm or float(config.data.median_bpm)
+        midi = composer.corpus.write_midi(cell.notes, directory / f"{cell_slug(cell)}.mid", bpm, None, cell.opening.primer.time_signature or "4/4", cell.end)  # each note's instrument
+        rendered.append((midi, background.submit(audio.render_wav, midi, directory / f"{cell_slug(cell)}.wav", settings.soundfont)))
+    return rendered
+
+
+@dataclass
+class CellFiles:
+    """The files of the page's cells, as ``write_page_files`` needs them."""
+
+    cells: dict[tuple[str, str], pages.Cell]
+    written: list[Path]
+    synthesizers: set[str]
+
+
+def write_cells(cells: list[Shown], rendered: list[tuple[Path, Future]], directory: Path, settings: CompareSettings, config) -> CellFiles:
+    """Each cell's piano roll and engraved excerpt beside its MIDI and WAV (``render_in_background``)."""
+    files = CellFiles({}, [], set())
+    # one pitch range for every piano roll, so cells compare at a glance
+    pitches = [n.pitch for cell in cells for n in cell.notes]
     pitch_span = (min(pitches), max(pitches)) if pitches else None
-    for (row, name), (notes, opening, end) in shown_notes.items():
-        slug = f"{'real' if row == REAL else row.replace(' ', '-')}_{safe_stem(name)}"
+    for cell, (midi, wav) in zip(cells, rendered):
+        opening, slug = cell.opening, cell_slug(cell)
         bpm = opening.primer.bpm or float(config.data.median_bpm)
         signature = opening.primer.time_signature or "4/4"
-        midi = write_midi(notes, directory / f"{slug}.mid", bpm, None, signature, end)  # each note's instrument
-        rendering = render_wav(midi, directory / f"{slug}.wav", settings.soundfont)
-        synthesizers.add(rendering.synthesizer)
-        image = piano_roll_png(notes, directory / f"{slug}.png", f"{row} · {name}", opening.primer.end or None, pitch_span, end)
-        start, stop = excerpt_window(opening.primer.end, signature)
+        title = f"{cell.row} · {opening.name}"
+        image = pages.piano_roll_png(cell.notes, directory / f"{slug}.png", title, opening.primer.end or None, pitch_span, cell.end)
+        start, stop = score.excerpt_window(opening.primer.end, signature)
         # one key per column: every row engraved in the opening's key, so the primer reads the same
-        score = render_excerpt_svg(notes, directory / f"{slug}.svg", start, stop, opening.primer.end or None, opening.key or None, signature, bpm)
-        written.extend([midi, rendering.path, image, score])
-        cells[(row, name)] = Cell(audio=rendering.path.name, image=image.name, midi=midi.name, score=score.name)
+        svg = score.render_excerpt_svg(cell.notes, directory / f"{slug}.svg", start, stop, opening.primer.end or None, opening.key or None, signature, bpm)
+        rendering = wav.result()
+        files.synthesizers.add(rendering.synthesizer)
+        files.written.extend([midi, rendering.path, image, svg])
+        files.cells[(cell.row, opening.name)] = pages.Cell(audio=rendering.path.name, image=image.name, midi=midi.name, score=svg.name)
+    return files
 
-    baseline = (config.baseline or {}).get("bits_per_note")
-    plots = [
-        ("validation bits per note by epoch; dashed: compared epochs", curves_png(run.history(), numbers, directory / "curves.png", baseline)),
-        ("pitch classes: generated against real", pitch_class_png(histograms, directory / "pitch_classes.png")),
-    ]
-    written.extend(path for _, path in plots)
-    plural = "s" if count != 1 else ""
-    settings_shown = {
+
+def settings_table(run, settings: CompareSettings, comparison: Comparison, shown: int, ceiling: int, baseline, synthesizers: set[str]) -> dict[str, str]:
+    """What made the page, as its settings table and metrics.json show it."""
+    plural = "s" if comparison.samples != 1 else ""
+    return {
         "run": readable(run.name),
-        "epochs": ", ".join(labels),
+        "epochs": ", ".join(comparison.checkpoints),
         "primers": "validation openings" if settings.primer is None else readable(str(settings.primer)),
         "primer bars": f"{settings.primer_bars:g}",
         "bars generated": f"{settings.bars:g}",
-        "measured": f"{count} sample{plural} per checkpoint ({len(shown)} shown)",
+        "measured": f"{comparison.samples} sample{plural} per checkpoint ({shown} shown)",
         "temperature": f"{settings.temperature:g}",
         "top-k": str(settings.top_k),
         "top-p": f"{settings.top_p:g}",
-        "voice ceiling": str(settings.max_voices if settings.max_voices is not None else ceiling),
+        "voice ceiling": str(ceiling),
         "seed": str(settings.seed),
         "n-gram baseline": f"{baseline:.3f} bits/note" if baseline else "–",
         "audio": ", ".join(sorted(synthesizers)),
     }
-    page = ComparisonPage(
+
+
+def write_page_files(run, settings, comparison, summary, table, files: CellFiles, plots, columns, directory) -> CompareResult:
+    """metrics.json, metrics.csv and index.html beside the cells' files and the plots."""
+    labels = comparison.checkpoints
+    page = pages.ComparisonPage(
         title=f"{readable(run.name)}: {' vs '.join(labels)}",
         headline=summary,
-        settings=settings_shown,
+        settings=table,
         rows=labels + ([REAL] if settings.primer is None else []),
-        columns=[o.name for o in shown],
-        cells=cells,
+        columns=columns,
+        cells=files.cells,
         comparison=comparison,
         plots=[(caption, path.name) for caption, path in plots],
     )
-    written.append(write_text(directory / "metrics.json", json.dumps({"settings": settings_shown, "headline": summary, **comparison_dict(comparison)}, indent=1)))
+    written = files.written + [path for _, path in plots]
+    written.append(write_text(directory / "metrics.json", json.dumps({"settings": table, "headline": summary, **comparison_dict(comparison)}, indent=1)))
     written.append(write_text(directory / "metrics.csv", metrics_csv(comparison)))
-    page_path = write_page(page, directory)
-    written.append(page_path)
-    return CompareResult(page_path, labels, comparison, summary, written, synthesizers)
+    written.append(pages.write_page(page, directory))
+    return CompareResult(written[-1], labels, comparison, summary, written, files.synthesizers)
 
 
 def mean_pitch_classes(pieces: list[list[Note]]) -> np.ndarray:
-    from composer.metrics import piece_statistics
-
-    used = [piece_statistics(p).pitch_class_histogram for p in pieces if p]
+    used = [metrics.piece_statistics(p).pitch_class_histogram for p in pieces if p]
     return np.mean(used, axis=0) if used else np.zeros(12)
 
 

@@ -16,6 +16,7 @@ legitimate but slow.
 from __future__ import annotations
 
 import math
+import os
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -270,6 +271,12 @@ class Limits:
     max_silence: float = DEFAULT_MAX_SILENCE  # quarters of silence kept at most
 
 
+def default_cache_dir() -> Path:
+    """Where tokenized files and computed bits per note are kept between runs (per user)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "composer"
+
+
 # ---- sampling and the comparison page --------------------------------------------------------
 
 PRIMER_BARS = 2.0  # bars of a primer's opening continued by generate and by compare
@@ -306,6 +313,7 @@ class CompareSettings:
     samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
     max_voices: int | None = SampleSettings.max_voices
     no_ceiling: bool = False  # allow more samples and bars than a page is usually made of
+    cache: Path | None = field(default_factory=default_cache_dir)  # bits per note computed before; None: none
 
     def sampling(self) -> SampleSettings:
         return SampleSettings(self.temperature, self.top_k, self.top_p, self.seed, max_voices=self.max_voices)

@@ -174,11 +174,6 @@ class TokenizeSummary:
     written: list[Path]
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "composer"
-
-
 def music_file_hash(path: Path, max_bytes: int) -> str:
     """Content hash of a music file; its size is checked (os.fstat) before a byte is read, so a
     huge or special file (FIFO, folder) is an UnusableFile, not a long read or a hang."""

@@ -300,20 +300,33 @@ def voice_ceiling(pieces: list[list[Note]], share: float = 0.01, pieces_within: 
     return int(np.ceil(np.quantile(ceilings, pieces_within, method="higher")))
 
 
+def sonorities(notes: list[Note], block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """At each distinct onset, in time order: the pitch classes sounding there (a 12-bit set) and
+    the highest pitch sounding (-1: none). What the chord and top-voice measures read, for all
+    onsets at once (``block`` onsets a time bound the onsets x notes table of a long piece)."""
+    starts = np.array([n.start for n in notes], dtype=float)
+    ends = starts + np.array([n.duration for n in notes], dtype=float)
+    pitches = np.array([n.pitch for n in notes], dtype=np.int64)
+    onsets = np.unique(np.round(starts / _TIME_EPS) * _TIME_EPS)
+    chords, tops = np.zeros(len(onsets), np.int64), np.full(len(onsets), -1, np.int64)
+    for first in range(0, len(onsets), block):
+        at = onsets[first : first + block, None] + _TIME_EPS / 2
+        heard = (starts <= at) & (ends > at)  # onsets x notes
+        chords[first : first + block] = np.bitwise_or.reduce(np.where(heard, np.left_shift(1, pitches % 12), 0), axis=1)
+        tops[first : first + block] = np.where(heard, pitches, -1).max(axis=1)
+    return chords, tops
+
+
+def is_chord(chords: np.ndarray) -> np.ndarray:
+    """Whether each pitch-class set is (part of) a triad or seventh chord."""
+    return ((_CHORD_SETS[None, :] & chords[:, None]) == chords[:, None]).any(axis=1)
+
+
 def chord_tone_rate(notes: list[Note]) -> float:
     """Share of onsets where the notes sounding form (part of) a triad or seventh chord."""
     if not notes:
         return math.nan
-    starts = np.array([n.start for n in notes], dtype=float)
-    ends = starts + np.array([n.duration for n in notes], dtype=float)
-    bits = np.left_shift(1, np.array([n.pitch % 12 for n in notes], dtype=np.int64))
-    onsets = np.unique(np.round(starts / _TIME_EPS) * _TIME_EPS)
-    hits = 0
-    for onset in onsets:
-        heard = (starts <= onset + _TIME_EPS / 2) & (ends > onset + _TIME_EPS / 2)
-        chord = int(np.bitwise_or.reduce(bits[heard])) if heard.any() else 0
-        hits += bool(((_CHORD_SETS & chord) == chord).any())  # a subset of some chord
-    return hits / len(onsets)
+    return float(is_chord(sonorities(notes)[0]).mean())
 
 
 def key_pitch_classes(notes: list[Note]) -> np.ndarray:
@@ -378,26 +391,20 @@ def harmony_features(notes: list[Note]) -> dict[str, float]:
     nan = math.nan
     if not notes:
         return dict.fromkeys(("non_chord_sonority_share", "dominant_seventh_share", "top_semitone_share", "top_step_share", "top_leap_share"), nan)
-    starts = np.array([n.start for n in notes], dtype=float)
-    ends = starts + np.array([n.duration for n in notes], dtype=float)
-    pitches = np.array([n.pitch for n in notes], dtype=np.int64)
-    onsets = np.unique(np.round(starts / _TIME_EPS) * _TIME_EPS)
-    full = non_chord = dominant = 0
-    tops = []
-    for onset in onsets:
-        heard = (starts <= onset + _TIME_EPS / 2) & (ends > onset + _TIME_EPS / 2)
-        tops.append(int(pitches[heard].max()))
-        chord = int(np.bitwise_or.reduce(np.left_shift(1, pitches[heard] % 12)))
-        if bin(chord).count("1") >= 3:
-            full += 1
-            non_chord += not ((_CHORD_SETS & chord) == chord).any()
-            dominant += any((chord & core) == core and (chord | seventh) == seventh for core, seventh in _DOMINANTS)
-    moves = np.abs(np.diff([p for p, q in zip(tops, [None] + tops) if p != q]))
+    chords, tops = sonorities(notes)
+    full_chords = chords[np.bitwise_count(chords) >= 3]
+    full = len(full_chords)
+    non_chord = int((~is_chord(full_chords)).sum())
+    dominant = np.zeros(full, dtype=bool)
+    for core, seventh in _DOMINANTS:
+        dominant |= ((full_chords & core) == core) & ((full_chords | seventh) == seventh)
+    top_line = tops[np.r_[True, tops[1:] != tops[:-1]]]  # consecutive onsets under one top note: one
+    moves = np.abs(np.diff(top_line))
     share = (lambda k: float(k / full)) if full else (lambda k: nan)
     by_move = (lambda mask: float(mask.mean())) if len(moves) else (lambda mask: nan)
     return {
         "non_chord_sonority_share": share(non_chord),
-        "dominant_seventh_share": share(dominant),
+        "dominant_seventh_share": share(int(dominant.sum())),
         "top_semitone_share": by_move(moves == 1),
         "top_step_share": by_move(moves == 2),
         "top_leap_share": by_move(moves > 5),

@@ -14,6 +14,7 @@ token is a few small matrix products; tests check that it reproduces the Keras l
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,6 +360,13 @@ class LSTMStepper:
         self.cells = [(np.concatenate([kernel, recurrent]) * scale, bias * scale) for kernel, recurrent, bias in weights.cells]
         self.dense_w, self.dense_b = weights.dense
 
+    def digest(self) -> str:
+        """A hash of every weight: what a number computed with this stepper depends on."""
+        digest = hashlib.sha256()
+        for array in [self.embedding, *(a for cell in self.cells for a in cell), self.dense_w, self.dense_b]:
+            digest.update(str(array.shape).encode() + np.ascontiguousarray(array, np.float32).tobytes())
+        return digest.hexdigest()
+
     def initial_state(self, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
         zeros = np.zeros((batch, self.units), dtype=np.float32)
         return [(zeros, zeros) for _ in self.cells]
@@ -390,28 +398,44 @@ class LSTMStepper:
                 count += tokens
         return total, count
 
-    def _batch_nll(self, group: list[np.ndarray]) -> tuple[float, int]:
+    def _batch_nll(self, group: list[np.ndarray], chunk: int = 64) -> tuple[float, int]:
         """Pieces longest first advance together; at each step only those still going are
-        computed (a prefix of the batch), so no work is spent on padding."""
+        computed (a prefix of the batch), so no work is spent on padding. Layer by layer over
+        ``chunk`` steps at a time: a layer's input products for the whole chunk are one large
+        product (the first layer's a row look-up of the embedding's), so only the recurrent
+        product is left step by step (half the work of the step, faster per operation)."""
         lengths = np.array([len(p) for p in group])
         tokens = np.zeros((len(group), lengths[0]), np.int64)
         for row, piece in enumerate(group):
             tokens[row, : len(piece)] = piece
-        hidden = np.empty((int((lengths - 1).sum()), self.units), np.float32)  # step by step, live rows
-        targets = np.empty(len(hidden), np.int64)
+        steps = int(lengths[0]) - 1
+        live = (lengths[None, :] > np.arange(1, steps + 1)[:, None]).sum(axis=1)  # rows going at step t
+        offsets = np.concatenate([[0], np.cumsum(live)])
+        # time-major, live rows only: step t's inputs and targets lie at offsets[t]:offsets[t + 1]
+        going = np.arange(len(group))[None, :] < live[:, None]
+        inputs, targets = tokens[:, :-1].T[going], tokens[:, 1:].T[going]
+        units, (first, first_bias) = self.units, self.cells[0]
+        projected = [self.embedding @ first[: -units] + first_bias]  # per token id
+        projected += [(weights[: -units], bias) for weights, bias in self.cells[1:]]
         state = self.initial_state(len(group))
-        position = 0
-        for t in range(lengths[0] - 1):
-            live = int((lengths > t + 1).sum())
-            x = self.embedding[tokens[:live, t]]
-            state = [(h[:live], c[:live]) for h, c in state]
-            for layer, ((weights, bias), (h, c)) in enumerate(zip(self.cells, state)):
-                state[layer] = _cell(np.concatenate([x, h], axis=1) @ weights + bias, c, self.units)
-                x = state[layer][0]
-            hidden[position : position + live] = x
-            targets[position : position + live] = tokens[:live, t + 1]
-            position += live
-        scores = (hidden @ self.dense_w + self.dense_b).astype(np.float64)
-        top = scores.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
-        return float((log_norm - scores[np.arange(len(scores)), targets]).sum()), len(targets)
+        total = 0.0
+        for start in range(0, steps, chunk):
+            stop = min(steps, start + chunk)
+            base = offsets[start]
+            x = projected[0][inputs[base : offsets[stop]]]
+            for layer, (weights, _) in enumerate(self.cells):
+                if layer:
+                    kernel, bias = projected[layer]
+                    x = x @ kernel + bias
+                recurrent, (h, c) = weights[-units:], state[layer]
+                out = np.empty((len(x), units), np.float32)
+                for t in range(start, stop):
+                    rows, at = slice(offsets[t] - base, offsets[t + 1] - base), live[t]
+                    h, c = _cell(x[rows] + h[:at] @ recurrent, c[:at], units)
+                    out[rows] = h
+                state[layer], x = (h, c), out
+            scores = (x @ self.dense_w + self.dense_b).astype(np.float64)
+            top = scores.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
+            total += float((log_norm - scores[np.arange(len(scores)), targets[base : offsets[stop]]]).sum())
+        return total, len(targets)

@@ -524,7 +524,13 @@ def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
     """Token ids → notes. Special tokens are skipped; a pitch without a duration is dropped."""
     grid, spq, bins = vocab.grid, vocab.config.steps_per_quarter, vocab.config.velocity_bins
     top = grid[-1] if vocab.config.ties else None  # the value a tie continues
-    kinds = vocab.kinds()
+    # plain ints and a list, read per token: numpy compares its scalars with an enum member
+    # slowly (it probes the enum class for array protocols, each probe a failed look-up)
+    kinds = vocab._kinds.tolist()
+    shift, pitch_kind, velocity_kind, duration = int(Kind.SHIFT), int(Kind.PITCH), int(Kind.VELOCITY), int(Kind.DURATION)
+    program_kind, drum_kind = int(Kind.PROGRAM), int(Kind.DRUM)
+    shift_offset, pitch_offset, velocity_offset, duration_offset = vocab.shift_offset, vocab.pitch_offset, vocab.velocity_offset, vocab.duration_offset
+    pitch_low = vocab.config.pitch_low
     notes: list[Note] = []
     time = 0
     pitch: int | None = None
@@ -532,13 +538,13 @@ def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
     tied, held = 0, 0  # as Grammar.tied; the steps the last note holds so far
     program, drum = 0, False
     strokes: dict[int, int] = {}  # drum key → index of its last stroke in notes
-    for token in tokens:
+    for token in tokens.tolist() if isinstance(tokens, np.ndarray) else tokens:
         token = int(token)
         kind = kinds[token]
         if token == EOS:
             break
-        if kind == Kind.DURATION and ((pitch is not None and not drum) or 0 < tied < MAX_TIED):
-            steps = grid[token - vocab.duration_offset]
+        if kind == duration and ((pitch is not None and not drum) or 0 < tied < MAX_TIED):
+            steps = grid[token - duration_offset]
             if pitch is not None:
                 tied, held = 0, steps
                 notes.append(Note(pitch, time / spq, steps / spq, velocity, program))
@@ -549,21 +555,21 @@ def decode_tokens(tokens: Iterable[int], vocab: Vocabulary) -> list[Note]:
             pitch = None
             continue
         tied = 0
-        if kind == Kind.SHIFT:
-            time += grid[token - vocab.shift_offset]
+        if kind == shift:
+            time += grid[token - shift_offset]
             pitch = None
-        elif kind == Kind.PITCH and not drum:
-            pitch = token - vocab.pitch_offset + vocab.config.pitch_low
+        elif kind == pitch_kind and not drum:
+            pitch = token - pitch_offset + pitch_low
             velocity = DEFAULT_VELOCITY
-        elif kind == Kind.VELOCITY and pitch is not None:
-            velocity = bin_velocity(token - vocab.velocity_offset, bins)
+        elif kind == velocity_kind and pitch is not None:
+            velocity = bin_velocity(token - velocity_offset, bins)
             if drum:
                 notes[-1] = replace(notes[-1], velocity=velocity)
                 pitch = None
-        elif kind == Kind.PROGRAM:
+        elif kind == program_kind:
             instrument = token - vocab.program_offset
             program, drum, pitch = INSTRUMENTS[instrument][1], instrument == DRUMS, None
-        elif kind == Kind.DRUM and drum:
+        elif kind == drum_kind and drum:
             pitch = token - vocab.drum_offset + DRUM_KEYS.start
             start = time / spq
             if pitch in strokes and notes[strokes[pitch]].start + DRUM_QUARTERS > start:
@@ -683,7 +689,7 @@ class Grammar:
     def advance(self, token: int) -> None:
         v = self.vocab
         token = int(token)
-        kind = self.kinds[token]
+        kind = int(self.kinds[token])  # an int: a numpy scalar compared with a Kind is 40x slower
         tied, self.tied = self.tied, 0
         if token == BOS:
             self.started = True

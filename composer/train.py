@@ -26,8 +26,8 @@ import numpy as np
 
 from composer import ComposerError
 from composer.baseline import baseline_scores, best_baseline
-from composer.config import DECAYS, PRESETS, SIZES, STRATEGIES, ModelConfig, TrainConfig
-from composer.dataset import TokenCorpus, corpus_voice_ceiling, default_cache_dir, tokenize_corpus, training_windows
+from composer.config import DECAYS, PRESETS, SIZES, STRATEGIES, ModelConfig, TrainConfig, default_cache_dir
+from composer.dataset import TokenCorpus, corpus_voice_ceiling, tokenize_corpus, training_windows
 from composer.model import build_model, load_checkpoint
 from composer.runs import EPOCH_ENTRY, HISTORY_FIELDS, Run, RunConfig, RunData
 from composer.storage import TEMPORARY_MARK, FolderLock, atomic_path, remove_leftovers, write_text

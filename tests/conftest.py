@@ -1,5 +1,5 @@
-"""Shared fixtures: the bundled chorales, a small MIDI writer, and a folder of bad input files;
-and the fast tier's guard: a run that selects no test marked ``tensorflow`` cannot import it."""
+"""Shared fixtures: the bundled chorales, a small MIDI writer, a folder of bad input files, a tiny
+corpus and a tiny run trained once for every module that reads them; and the fast tier's guard: a run that selects no test marked ``tensorflow`` cannot import it."""
 
 from __future__ import annotations
 
@@ -135,3 +135,24 @@ def good_and_bad(tmp_path, bad_files, chorale_files) -> tuple[Path, dict[str, st
     for name in good:
         shutil.copy(CHORALES / name, folder / name)
     return folder, bad_files, good
+
+
+# ---- a corpus and a run, made once for every module (read-only: tests copy what they change) ---------
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """12 bundled chorales, tokenized (train_fixtures.make_corpus)."""
+    from train_fixtures import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "tokens")
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory, corpus) -> Path:
+    """A tiny run of ``corpus``: 2 epochs, kept 1 and 2."""
+    from train_fixtures import train_cli
+
+    root = tmp_path_factory.mktemp("runs") / "run"
+    train_cli(corpus, root, "--epochs", "2", "--save-at", "1,2")
+    return root

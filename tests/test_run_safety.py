@@ -30,19 +30,6 @@ PYTHON = Path(sys.executable)
 COMPOSER = PYTHON.parent / "composer"
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus") / "tokens")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, corpus) -> Path:
-    """A tiny run of 2 epochs, kept 1 and 2."""
-    root = tmp_path_factory.mktemp("runs") / "run"
-    train_cli(corpus, root, "--epochs", "2", "--save-at", "1,2")
-    return root
-
-
 # ---- resume takes the run's settings and refuses others -------------------------------------------
 
 

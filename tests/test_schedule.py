@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -13,12 +12,7 @@ import composer.train
 from composer.config import TrainConfig
 from composer.train import learning_rate
 
-from train_fixtures import TINY, history, invoke, make_corpus, train_cli
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus") / "tokens")
+from train_fixtures import TINY, history, invoke, train_cli
 
 
 def rates(config: TrainConfig) -> list[float]:

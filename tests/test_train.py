@@ -32,7 +32,6 @@ from train_fixtures import (
     invoke,
     logits,
     losses,
-    make_corpus,
     probe_tokens,
     train_cli,
 )
@@ -40,12 +39,7 @@ from train_fixtures import (
 REPO = Path(__file__).resolve().parent.parent
 
 
-# ---- shared runs (module scope: each is trained once) ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus") / "tokens")
+# ---- shared runs (module scope: each is trained once; the corpus is conftest.py's) ---------------------
 
 
 @pytest.fixture(scope="module")
