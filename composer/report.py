@@ -66,6 +66,9 @@ def note_name(pitch: int) -> str:
     return f"{PITCH_CLASSES[pitch % 12]}{pitch // 12 - 1}"
 
 
+TITLE_CHARACTERS = 60  # of a piano roll's title: beside the key at the right of its line
+
+
 def piano_roll_png(
     notes: list[Note],
     path: Path,
@@ -133,8 +136,10 @@ def piano_roll_png(
     ax.set_xlabel("quarter notes", fontsize=10)
     ax.tick_params(labelsize=10)
     if title:
-        # literal text: a '$' in a file name must not start matplotlib's mathtext
-        ax.set_title(title, fontsize=12, loc="left", parse_math=False)
+        # literal text: a '$' in a file name must not start matplotlib's mathtext; a long name is
+        # cut, or it pushes the plot out of its own figure (the page shows the whole name)
+        shown = title if len(title) <= TITLE_CHARACTERS else title[: TITLE_CHARACTERS - 1] + "…"
+        ax.set_title(shown, fontsize=12, loc="left", parse_math=False)
     return _save(fig, path)
 
 

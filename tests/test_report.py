@@ -734,3 +734,14 @@ def test_the_page_fits_phone_laptop_and_desktop_widths(tmp_path):
     for score in grand:
         assert score["width"] / score["height"] == pytest.approx(shape, rel=0.02), score
     assert grand[0]["width"] >= 0.85 * 1400, "a grand staff gets the content's full width"
+
+
+def test_a_long_title_is_cut_and_keeps_the_plot_in_its_figure(tmp_path):
+    import warnings
+
+    from composer.tokens import Note
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when the layout collapses the plot
+        path = report_module.piano_roll_png([Note(60, 0, 1)], tmp_path / "roll.png", "x" * 240, primer_end=1.0)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
