@@ -339,11 +339,12 @@ def short(value: float) -> str:
 def distinguishability_sentence(comparison: Comparison) -> str:
     found = {k: d for k, d in comparison.distinguishability.items() if math.isfinite(d.accuracy)}
     parts = [
-        f"{label} {percent(found[label])}" for label in comparison.checkpoints if label in found
+        f"{percent(found[label])} for {label}" for label in comparison.checkpoints if label in found
     ]
     if not parts:
         return ""
-    sentence = "A classifier tells the samples from real continuations " + ", ".join(parts) + " of the time (50 % = indistinguishable"
+    parts[0] = parts[0].replace(" for ", " of the time for ", 1)
+    sentence = "A classifier tells the samples from real continuations " + ", ".join(parts) + " (50 % = indistinguishable"
     if REAL_VS_REAL in found:
         sentence += f"; real from real: {percent(found[REAL_VS_REAL])}"
     return sentence + ")"
