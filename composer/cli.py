@@ -262,9 +262,10 @@ def info(run: Path = typer.Argument(..., help="run directory")) -> None:
     config = r.config()
     history = {row["epoch"]: row for row in r.history()}
     model = config.model
+    options = config.vocab().config.options()
     typer.echo(
-        f"{run}: {model['layers']} x {model['units']} LSTM, vocabulary {model['vocab_size']}, "
-        f"{len(history)} epochs trained"
+        f"{run}: {model['layers']} x {model['units']} LSTM, vocabulary {model['vocab_size']}"
+        f"{f' (tokenized with {options})' if options else ''}, {len(history)} epochs trained"
     )
     checkpoints = [(f"epoch {e}", e, p) for e, p in r.saved_epochs().items()]
     if r.last.exists():

@@ -170,6 +170,13 @@ class TokenizerConfig:
     def ties(self) -> bool:
         return self.long_notes == "tie"
 
+    def options(self) -> str:
+        """The ``composer tokenize`` options that make this configuration ("" for the defaults),
+        so a run says how its corpus must be tokenized (other grids and ranges are library-only)."""
+        chosen = ["--instruments"] * self.instruments + ["--fine-durations"] * (self.beat_res == FINE_BEAT_RES)
+        chosen += ["--tie-long-notes"] * self.ties + [f"--velocity-bins {self.velocity_bins}"] * (self.velocity_bins > 0)
+        return " ".join(chosen)
+
     @staticmethod
     def from_dict(data: dict) -> "TokenizerConfig":
         data = dict(data)

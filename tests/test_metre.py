@@ -260,6 +260,8 @@ def test_train_and_generate_on_tied_fine_durations(tmp_path):
     train_cli(corpus, run, "--epochs", "2", "--save-at", "2")
     vocab = Vocabulary(TokenizerConfig(beat_res=FINE_BEAT_RES, long_notes="tie"))
     assert json.loads((run / "run.json").read_text())["vocabulary"] == vocab.to_dict()
+    shown = invoke("info", run)
+    assert shown.exit_code == 0 and "vocabulary 155 (tokenized with --fine-durations --tie-long-notes)," in shown.output, shown.output
     primer = tmp_path / "changing.mid"
     primer.write_bytes(midi_bytes(changing_notes(), CHANGES))
     from composer.generate import SampleSettings, generate
