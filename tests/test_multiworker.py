@@ -2,8 +2,8 @@
 127.0.0.1, each with its own TF_CONFIG, against one process training on the union of their
 windows with the same global batch.
 
-The 1-process reference is built on the test side: ``composer.dataset.training_windows`` is
-wrapped so that a worker-count-1 call with the global batch yields, step by step, worker 0's
+The 1-process reference is built on the test side: ``training_windows``, as train.py imports
+it, is wrapped so that a worker-count-1 call with the global batch yields, step by step, worker 0's
 batch followed by worker 1's (exactly what the two workers' gradients sum over). No hook in
 the package itself.
 """
@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import composer.dataset
+import composer.train
 from composer import ComposerError
 from composer.train import cluster_role
 from train_fixtures import TINY, history, invoke, losses, make_corpus
@@ -122,7 +123,7 @@ def test_two_workers_on_loopback_train_as_one_process_on_the_union(tmp_path, mon
     assert not other.exists() or not any(other.iterdir()), sorted(other.rglob("*"))
 
     reference = tmp_path / "reference"
-    monkeypatch.setattr(composer.dataset, "training_windows", union_windows(composer.dataset.training_windows))
+    monkeypatch.setattr(composer.train, "training_windows", union_windows(composer.dataset.training_windows))
     result = invoke("train", corpus, "--out", reference, *TINY, *COMMON, "--batch", str(2 * PER_WORKER_BATCH))
     assert result.exit_code == 0, result.output
 
