@@ -69,7 +69,7 @@ class CompareSettings:
     samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
     max_voices: int | None = None  # None: the run's voice ceiling
     no_ceiling: bool = False  # allow more samples and bars than a page is usually made of
-    cache: Path | None = field(default_factory=lambda: default_cache_dir())  # bits per note computed before; None: none
+    cache: Path | None = field(default_factory=default_cache_dir)  # where bits per note are kept (cached_bits); None: nowhere
 
 
 @dataclass
