@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 # modules rather than names where tests and benchmarks replace a function in its module
 import composer.corpus
-from composer import ComposerError, audio, generate, metrics, score
+from composer import ComposerError, __version__, audio, generate, metrics, score
 from composer import report as pages
 from composer.config import CompareSettings, check_option, default_cache_dir
 from composer.corpus import estimate_key
@@ -376,11 +376,12 @@ def checkpoint_bits(run: Run, epoch: int, stepper, corpus, vocab, validation_not
 
 def cached_bits(cache: Path | None, stepper, pieces: list[np.ndarray], notes: int) -> float:
     """The stepper's bits per note on ``pieces``: from ``cache`` when an earlier page computed
-    them, keyed by all they depend on (the weights, the pieces' tokens, their notes), else
-    computed and kept there. A cache that cannot be read or written only costs the time."""
+    them, keyed by all they depend on (the weights, the pieces' tokens, their notes, and the
+    version of the code that scores them), else computed and kept there. A cache that cannot be
+    read or written only costs the time."""
     if cache is None:
         return bits_per_note(stepper.nll(pieces)[0], notes)
-    digest = hashlib.sha256(f"{stepper.digest()} {notes}".encode())
+    digest = hashlib.sha256(f"{__version__} {stepper.digest()} {notes}".encode())
     for piece in pieces:
         digest.update(len(piece).to_bytes(8, "little") + np.asarray(piece, np.int64).tobytes())
     path = cache / "bits" / f"{digest.hexdigest()}.json"

@@ -313,7 +313,7 @@ class CompareSettings:
     samples: int = 32  # continuations measured per checkpoint (the shown ones among them)
     max_voices: int | None = SampleSettings.max_voices
     no_ceiling: bool = False  # allow more samples and bars than a page is usually made of
-    cache: Path | None = field(default_factory=default_cache_dir)  # bits per note computed before; None: none
+    cache: Path | None = field(default_factory=default_cache_dir)  # where bits per note are kept (compare.cached_bits); None: nowhere
 
     def sampling(self) -> SampleSettings:
         return SampleSettings(self.temperature, self.top_k, self.top_p, self.seed, max_voices=self.max_voices)

@@ -414,19 +414,18 @@ class LSTMStepper:
         # time-major, live rows only: step t's inputs and targets lie at offsets[t]:offsets[t + 1]
         going = np.arange(len(group))[None, :] < live[:, None]
         inputs, targets = tokens[:, :-1].T[going], tokens[:, 1:].T[going]
-        units, (first, first_bias) = self.units, self.cells[0]
-        projected = [self.embedding @ first[: -units] + first_bias]  # per token id
-        projected += [(weights[: -units], bias) for weights, bias in self.cells[1:]]
+        units = self.units
+        first, first_bias = self.cells[0]
+        by_token = self.embedding @ first[:-units] + first_bias  # the first layer's input product per token id
         state = self.initial_state(len(group))
         total = 0.0
         for start in range(0, steps, chunk):
             stop = min(steps, start + chunk)
             base = offsets[start]
-            x = projected[0][inputs[base : offsets[stop]]]
-            for layer, (weights, _) in enumerate(self.cells):
+            x = by_token[inputs[base : offsets[stop]]]
+            for layer, (weights, bias) in enumerate(self.cells):
                 if layer:
-                    kernel, bias = projected[layer]
-                    x = x @ kernel + bias
+                    x = x @ weights[:-units] + bias  # [x, h] @ [[W], [U]] = x @ W + h @ U
                 recurrent, (h, c) = weights[-units:], state[layer]
                 out = np.empty((len(x), units), np.float32)
                 for t in range(start, stop):

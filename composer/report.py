@@ -84,7 +84,10 @@ def piano_roll_png(
     ``pitch_span`` and ``end`` fix the axes, so the cells of one page compare at a glance.
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    fig, ax = plt.subplots(figsize=SIZE)
+    # fixed margins, not a constrained layout: its solver drew every roll twice (the page holds
+    # 12 or more, all with the same axes); room for the tick labels, axis label and title line
+    fig.subplots_adjust(left=0.065, right=0.985, bottom=0.15, top=0.9)
     end = end or max([n.start + n.duration for n in notes] + [primer_end or 0.0, 4.0])
     instruments = [instrument_of(n.program, n.drum) for n in notes]
     used = sorted(set(instruments))

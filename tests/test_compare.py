@@ -351,7 +351,9 @@ def test_reference_run_checkpoints_load_and_compare(tmp_path, monkeypatch):
     assert not np.array_equal(weights[100], weights[150]), "two epochs, two different sets of weights"
 
     out = tmp_path / "reference"
-    result = compare(REFERENCE, "100,150", CompareSettings(num=1, samples=2, bars=1), QUIET, out)
+    result = compare(REFERENCE, "100,150", CompareSettings(num=1, samples=2, bars=1, cache=tmp_path / "cache"), QUIET, out)
+    # the training bits of each checkpoint, kept for the next page (validation's are history's)
+    assert len(list((tmp_path / "cache" / "bits").iterdir())) == 2
     history = {row["epoch"]: row for row in run.history()}
     html = result.page.read_text(encoding="utf-8")
     assert result.comparison.checkpoints == ["epoch 100", "epoch 150"]
@@ -390,6 +392,37 @@ def test_demo_trains_compares_and_continues(tmp_path, monkeypatch):
     again = demo_module.demo(out, epochs=2, save_at=(1, 2), num=1, bars=1, report=lines.append)
     assert any("already trained 2 epochs" in line for line in lines)
     assert again.pages[0] != result.pages[0]  # a new comparison stamp, the run untouched
+
+
+def test_bits_per_note_are_kept_and_a_damaged_entry_is_computed_again(tmp_path):
+    """A second page reads a checkpoint's bits per note back (a planted value shows it is read),
+    under a key of all they depend on; a damaged entry is computed again and replaced."""
+    from composer.compare import cached_bits
+    from composer.metrics import bits_per_note
+    from composer.model import LSTMStepper, StepperWeights
+
+    rng = np.random.default_rng(0)
+    size, width, units = 20, 4, 8
+
+    def normal(*shape):
+        return rng.normal(size=shape).astype(np.float32)
+
+    weights = StepperWeights(normal(size, width), [(normal(width, 4 * units), normal(units, 4 * units), normal(4 * units))], (normal(units, size), normal(size)))
+    stepper = LSTMStepper(weights)
+    pieces = [rng.integers(3, size, n) for n in (12, 30, 7)]
+    expected = bits_per_note(stepper.nll(pieces)[0], 20)
+    assert cached_bits(None, stepper, pieces, 20) == expected
+    assert cached_bits(tmp_path, stepper, pieces, 20) == expected
+    (entry,) = (tmp_path / "bits").iterdir()
+    entry.write_text(json.dumps({"bits_per_note": 1.25}))
+    assert cached_bits(tmp_path, stepper, pieces, 20) == 1.25
+    other = LSTMStepper(StepperWeights(weights.embedding * 2, weights.cells, weights.dense))
+    for changed in ((stepper, pieces[:2], 20), (stepper, pieces, 21), (other, pieces, 20)):
+        assert cached_bits(tmp_path, *changed) != 1.25  # other weights, pieces or notes: another entry
+    for damaged in ("{", json.dumps({"bits_per_note": math.nan}), json.dumps({"bits_per_note": "1"}), json.dumps([1])):
+        entry.write_text(damaged)
+        assert cached_bits(tmp_path, stepper, pieces, 20) == expected
+        assert json.loads(entry.read_text()) == {"bits_per_note": expected}
 
 
 def test_openings_are_drawn_across_collections_and_metres():
