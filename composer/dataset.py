@@ -31,7 +31,7 @@ from composer.config import VALIDATION_SHARE
 from composer.corpus import Limits, Piece, UnreadableFile, UnusableFile, discover_music_files, read_bounded, read_pieces
 from composer.metrics import voice_ceiling
 from composer.storage import FolderLock, atomic_path, write_together
-from composer.tokens import TokenizerConfig, Vocabulary, count_notes, decode_tokens, encode_notes
+from composer.tokens import TokenizerConfig, Vocabulary, count_notes, decode_tokens, encode_notes, vocabulary
 
 # bump when reading or encoding changes what a file tokenizes to; 6: the metadata holds the
 # metre's changes (PieceRecord.metre_changes), which results cached before lack
@@ -203,7 +203,7 @@ def tokenize_file(path: Path, config: TokenizerConfig, limits: Limits = Limits()
     except Exception as error:  # a reader bug must not stop a corpus of thousands
         first = str(error).splitlines()[0][:200] if str(error) else ""
         return [(None, {"reason": f"unexpected {type(error).__name__}: {first}".rstrip(": "), "tune": ""})]
-    vocab = Vocabulary(config)
+    vocab = vocabulary(config)
     return [piece_tokens(piece, tune, vocab, limits) for tune, piece in pieces]
 
 
