@@ -769,14 +769,6 @@ def _next_shifts(run: tuple[int, ...], grid: tuple[int, ...]) -> np.ndarray:
     return np.array([tuple(greedy_split(total + g, grid)[: len(run) + 1]) == run + (g,) for g in grid])
 
 
-def allowed_next(prefix: Sequence[int], vocab: Vocabulary) -> np.ndarray:
-    """Boolean mask over the vocabulary: the tokens that may follow ``prefix``."""
-    grammar = Grammar(vocab)
-    for token in prefix:
-        grammar.advance(token)
-    return grammar.allowed()
-
-
 def is_grammatical(tokens: Sequence[int], vocab: Vocabulary) -> bool:
     grammar = Grammar(vocab)
     for token in tokens:

@@ -23,7 +23,6 @@ from composer.tokens import (
     Note,
     TokenizerConfig,
     Vocabulary,
-    allowed_next,
     bin_velocity,
     count_notes,
     decode_tokens,
@@ -424,6 +423,14 @@ def test_vocabulary_depends_only_on_the_configuration():
     # another configuration is another vocabulary
     assert Vocabulary(TokenizerConfig(pitch_low=36)).names() != DEFAULT_NAMES
     assert "Velocity_0" in Vocabulary(TokenizerConfig(velocity_bins=4)).names()
+
+
+def allowed_next(prefix, vocab: Vocabulary) -> np.ndarray:
+    """The grammar's mask after ``prefix``: what sampling asks it one token at a time."""
+    grammar = Grammar(vocab)
+    for token in prefix:
+        grammar.advance(token)
+    return grammar.allowed()
 
 
 # ---- grammar specifics ----------------------------------------------------------------------------
