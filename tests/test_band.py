@@ -486,6 +486,11 @@ def test_train_and_generate_on_a_band_corpus(band_folder, tmp_path):
         assert 9 in drum_channels
         assert min(audible_tracks(path, tmp_path).values()) > 50
         assert wav_rms(path.with_suffix(".wav")) > 100
+    # --program puts every note on one track of that program, as without instruments
+    result = invoke("generate", run, "--epoch", "2", "--tokens", "60", "--program", "40", "--out", tmp_path / "one")
+    assert result.exit_code == 0, result.output
+    (single,) = sorted((tmp_path / "one").glob("*.mid"))
+    assert [(int(i.program), i.is_drum) for i in pretty_midi.PrettyMIDI(str(single)).instruments] == [(40, False)]
 
 
 # ---- without the flag, nothing moves ---------------------------------------------------------------
