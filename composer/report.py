@@ -67,6 +67,7 @@ def note_name(pitch: int) -> str:
 
 
 TITLE_CHARACTERS = 60  # of a piano roll's title: beside the key at the right of its line
+LEGEND_RIGHT = 0.83  # where the plot ends when a legend of instruments stands beside it (its longest name fits)
 
 
 def piano_roll_png(
@@ -85,12 +86,13 @@ def piano_roll_png(
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=SIZE)
-    # fixed margins, not a constrained layout: its solver drew every roll twice (the page holds
-    # 12 or more, all with the same axes); room for the tick labels, axis label and title line
-    fig.subplots_adjust(left=0.065, right=0.985, bottom=0.15, top=0.9)
     end = end or max([n.start + n.duration for n in notes] + [primer_end or 0.0, 4.0])
     instruments = [instrument_of(n.program, n.drum) for n in notes]
     used = sorted(set(instruments))
+    # fixed margins, not a constrained layout: its solver drew every roll twice (the page holds
+    # 12 or more, all with the same axes); room for the tick labels, axis label and title line,
+    # and on the right for the legend of several instruments
+    fig.subplots_adjust(left=0.065, right=0.985 if len(used) < 2 else LEGEND_RIGHT, bottom=0.15, top=0.9)
     if primer_end is not None:
         ax.axvspan(0, primer_end, color=PRIMER_SHADE, zorder=0)
         ax.axvline(primer_end, color=PRIMER_COLOR, linestyle="--", linewidth=1, zorder=1)

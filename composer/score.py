@@ -662,17 +662,25 @@ def build_score(
     return score
 
 
+# General MIDI families in the order of a conductor's score: woodwinds, brass, synthesizers,
+# tuned percussion, keyboards, guitars, voices and ensembles, strings, and the bass at the bottom
+SCORE_ORDER = (
+    "Pipe", "Reed", "Brass", "SynthLead", "SynthPad", "SynthEffects", "ChromaticPercussion", "Percussive",
+    "Piano", "Organ", "Guitar", "Ethnic", "Ensemble", "Strings", "Bass", "SoundEffects",
+)
+
+
 def instrument_parts(notes: Sequence[Note]) -> list[tuple[str, list[int], Voices]]:
-    """The pitched notes of each instrument (its GM family; drums left out), highest part on top
-    (by median pitch, as a quartet's score puts the first violin above the cello), as (name,
-    indices into ``notes``, voices): a piano's on a grand staff, any other's on one staff,
-    treble or bass by its median pitch, its overlapping notes in layers."""
+    """The pitched notes of each instrument (its GM family; drums left out), in a conductor's
+    score order (``SCORE_ORDER``: the same for every sample of a page), as (name, indices into
+    ``notes``, voices): a piano's on a grand staff, any other's on one staff, treble or bass by
+    its median pitch, its overlapping notes in layers."""
     groups: dict[int, list[int]] = {}
     for i, note in enumerate(notes):
         if not note.drum:
             groups.setdefault(instrument_of(note.program, note.drum), []).append(i)
     parts = []
-    for instrument in sorted(groups, key=lambda i: (-np.median([notes[k].pitch for k in groups[i]]), i)):
+    for instrument in sorted(groups, key=lambda i: SCORE_ORDER.index(INSTRUMENTS[i][0])):
         members = groups[instrument]
         own = [notes[i] for i in members]
         if instrument == 0:

@@ -366,17 +366,30 @@ def test_piano_roll_colours_notes_by_instrument(tmp_path):
 
     from composer.report import INSTRUMENT_COLORS, NOTE_COLOR, piano_roll_png
 
-    def colours(notes) -> set[tuple[int, ...]]:
+    def colours(notes, margin: bool = False) -> set[tuple[int, ...]]:
         import matplotlib.pyplot as plt
 
-        image = plt.imread(piano_roll_png(notes, tmp_path / "roll.png"))[..., :3]
+        # with margin: the axis runs on to twice the music, so the right sixth of the picture holds
+        # no note, only the legend (when it is in the picture, not cut off at its edge)
+        end = 2 * max(n.start + n.duration for n in notes) if margin else None
+        image = plt.imread(piano_roll_png(notes, tmp_path / "roll.png", end=end))[..., :3]
+        if margin:
+            image = image[:, int(image.shape[1] * 0.84) :]
         return {tuple(c) for c in np.rint(image.reshape(-1, 3) * 255).astype(int).tolist()}
 
     rgb = lambda c: tuple(np.rint(np.array(to_rgb(c)) * 255).astype(int).tolist())  # noqa: E731
     band = colours(band_notes(2))
     assert {rgb(INSTRUMENT_COLORS[0]), rgb(INSTRUMENT_COLORS[4]), rgb(INSTRUMENT_COLORS[DRUMS])} <= band
+    # the legend is in the picture, one patch per instrument (not cut off at the figure's edge)
+    assert {rgb(INSTRUMENT_COLORS[0]), rgb(INSTRUMENT_COLORS[4]), rgb(INSTRUMENT_COLORS[DRUMS])} <= colours(band_notes(2), margin=True)
     piano = colours([n for n in band_notes(2) if n.program == 0 and not n.drum])
     assert rgb(NOTE_COLOR) in piano and rgb(INSTRUMENT_COLORS[4]) not in piano
+
+
+def test_score_order_places_every_pitched_family_once():
+    from composer.score import SCORE_ORDER
+
+    assert sorted(SCORE_ORDER) == sorted(name for name, _ in INSTRUMENTS[:DRUMS])
 
 
 def test_scores_have_a_part_per_instrument_without_the_drums(tmp_path):
@@ -388,7 +401,7 @@ def test_scores_have_a_part_per_instrument_without_the_drums(tmp_path):
     path = write_musicxml(notes, tmp_path / "band.musicxml")
     parts = converter.parse(str(path)).parts
     # the piano on a grand staff (two staves of one part), bass and flute on one staff each;
-    # the highest part on top, the bass at the bottom, as a score is read
+    # in a conductor's score order (woodwinds, keyboards, bass), the same for every sample of a page
     assert [p.partName for p in parts] == ["Pipe", "Piano", "Piano", "Bass"]
     by_part = {name: sorted(int(x.midi) for p in parts if p.partName == name for x in p.flatten().pitches) for name in ("Piano", "Bass", "Pipe")}
     assert by_part == {
