@@ -675,7 +675,9 @@ def write_cells(cells: list[Shown], rendered: list[tuple[Path, Future]], directo
         rendering = wav.result()
         files.synthesizers.add(rendering.synthesizer)
         files.written.extend([midi, rendering.path, image, svg])
-        files.cells[(cell.row, opening.name)] = pages.Cell(audio=rendering.path.name, image=image.name, midi=midi.name, score=svg.name)
+        files.cells[(cell.row, opening.name)] = pages.Cell(
+            audio=rendering.path.name, image=image.name, midi=midi.name, score=svg.name, staves=score.staves_in(svg)
+        )
     return files
 
 

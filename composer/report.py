@@ -227,6 +227,7 @@ class Cell:
     image: str | None = None
     midi: str | None = None
     score: str | None = None  # an engraved excerpt (SVG)
+    staves: int = 2  # of the excerpt: a band's score is given the height its staves need
 
 
 @dataclass
@@ -367,13 +368,15 @@ def _plots(page: ComparisonPage) -> str:
     )
 
 
-def _score(src: str, row: str, column: str) -> str:
+def _score(src: str, row: str, column: str, staves: int = 2) -> str:
     """An engraved excerpt at the cell's full width; a click (a tap, Enter) opens it over the page
-    at the screen's full width, another closes it: a <details> without script."""
+    at the screen's full width, another closes it: a <details> without script. Over two staves
+    (a band) the excerpt may grow taller, 5rem a staff, so its notes keep a grand staff's size."""
     where = escape(f"{row} · {column}")
+    height = f' style="--staves:{staves}"' if staves > 2 else ""  # a variable: the enlarged view keeps its own height
     return (
         '<details class="score"><summary title="enlarge the score">'
-        f'<img class="score" src="{_url(src)}" alt="{escape(f"score: {row}, {column}")}">'
+        f'<img class="score"{height} src="{_url(src)}" alt="{escape(f"score: {row}, {column}")}">'
         f'<span class="zoom">{where} · click to close</span></summary></details>'
     )
 
@@ -391,7 +394,7 @@ def _cell(cell: Cell | None, row: str, column: str) -> str:
         head.append(f'<span class="files">{"".join(links)}</span>')
     parts = [f'<div class="head">{"".join(head)}</div>']
     if cell.score:
-        parts.append(_score(cell.score, row, column))
+        parts.append(_score(cell.score, row, column, cell.staves))
     if cell.image:
         parts.append(f'<img class="roll" src="{_url(cell.image)}" alt="{escape(f"piano roll: {row}, {column}")}">')
     return f"<td>{''.join(parts)}</td>"
@@ -470,7 +473,7 @@ figcaption{font-size:.85rem;color:#555}
 details.score{margin:.4rem 0 0}
 details.score>summary{display:block;list-style:none;cursor:zoom-in}
 details.score>summary::-webkit-details-marker{display:none}
-img.score{display:block;width:100%;height:auto;max-height:10rem;object-fit:contain;object-position:left center;background:#fff}
+img.score{display:block;width:100%;height:auto;max-height:calc(5rem * var(--staves, 2));object-fit:contain;object-position:left center;background:#fff}
 .zoom{display:none}
 details.score[open]>summary{position:fixed;inset:0;z-index:10;box-sizing:border-box;padding:2.8rem 1rem 1rem;
  overflow:auto;overscroll-behavior:contain;background:#fff;cursor:zoom-out}

@@ -862,6 +862,13 @@ def write_musicxml(
     return Path(path)
 
 
+def staves_in(svg: Path) -> int:
+    """Staves of an engraved excerpt: the most that verovio drew in one measure (a part that
+    ends early leaves its staff out of the last ones)."""
+    measures = svg.read_text(encoding="utf-8").split('class="measure"')[1:]
+    return max([m.count('class="staff"') for m in measures] + [1])
+
+
 def excerpt_window(primer_end: float, time_signature: str = "4/4", bars_after: int = 4) -> tuple[float, float]:
     """(start, end) in quarters of the excerpt a page shows: the bar holding the primer's last
     note and ``bars_after`` bars after the primer."""

@@ -413,6 +413,9 @@ def test_scores_have_a_part_per_instrument_without_the_drums(tmp_path):
     assert accidental_errors(path.read_bytes()).total == 0
     svg = render_excerpt_svg(notes, tmp_path / "band.svg", 0.0, 8.0, 4.0).read_text()
     assert svg.count('class="staff"') == 4 * 2  # four staves in each of the two bars
+    from composer.score import staves_in
+
+    assert staves_in(tmp_path / "band.svg") == 4  # what the page sizes the excerpt by
 
 
 def test_voice_leading_needs_a_four_part_texture():

@@ -745,3 +745,13 @@ def test_a_long_title_is_cut_and_keeps_the_plot_in_its_figure(tmp_path):
         warnings.simplefilter("error")  # matplotlib warns when the layout collapses the plot
         path = report_module.piano_roll_png([Note(60, 0, 1)], tmp_path / "roll.png", "x" * 240, primer_end=1.0)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_band_excerpt_is_given_the_height_of_its_staves():
+    page = simple_page(columns=["p1", "p2"], cells={("epoch 100", "p1"): Cell(score="band.svg", staves=5), ("epoch 100", "p2"): Cell(score="satb.svg")})
+    html = render_page(page)
+    assert '<img class="score" style="--staves:5" src="band.svg"' in html
+    assert '<img class="score" src="satb.svg"' in html  # a grand staff keeps the page's usual height
+    assert "max-height:calc(5rem * var(--staves, 2))" in html
+    # the enlarged view sets its own height, which an inline max-height would have overridden
+    assert "details.score[open] img.score{" in html and "max-height:calc(100vh - 4rem)" in html
