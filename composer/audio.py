@@ -151,17 +151,38 @@ FAMILY_TIMBRES = {0: STRUCK, 1: STRUCK, 3: STRUCK, 4: STRUCK, 5: BOWED, 6: BOWED
 
 
 def synthesize_numpy(midi, sample_rate: int) -> np.ndarray:
-    """Mono float signal: one additive tone per note, drums skipped (they have no pitch)."""
+    """Mono float signal: one additive tone per note, one noise stroke per drum hit."""
     signal = np.zeros(round((last_note_end(midi) + TAIL_SECONDS) * sample_rate))
     for instrument in midi.instruments:
-        if instrument.is_drum:
-            continue
         timbre = FAMILY_TIMBRES.get(int(instrument.program) // 8, SUSTAINED)
         for note in instrument.notes:
-            sound = tone(note.pitch, note.velocity, note.end - note.start, timbre, sample_rate)
+            if instrument.is_drum:
+                sound = stroke(note.pitch, note.velocity, sample_rate)
+            else:
+                sound = tone(note.pitch, note.velocity, note.end - note.start, timbre, sample_rate)
             start = round(note.start * sample_rate)
             signal[start : start + len(sound)] += sound[: len(signal) - start]
     return signal
+
+
+BASS_DRUMS = (35, 36)
+CYMBALS = (42, 44, 46, 49, 51, 52, 53, 55, 57, 59)  # hi-hats, crashes, rides: bright and short
+
+
+def stroke(key: int, velocity: int, sample_rate: int) -> np.ndarray:
+    """One General MIDI drum hit, whatever its written length: a bass drum as a falling low
+    tone, a cymbal as bright noise, any other drum (snares, toms, hand drums) as noise. The
+    noise is seeded by the key, so a sample renders the same every time."""
+    gain = (velocity / 127) ** 2
+    if key in BASS_DRUMS:
+        t = np.arange(round(0.3 * sample_rate)) / sample_rate
+        return gain * np.sin(2 * np.pi * (50 * t + 3 * (1 - np.exp(-t / 0.03)))) * np.exp(-t / 0.08)
+    bright = key in CYMBALS
+    t = np.arange(round((0.12 if bright else 0.2) * sample_rate)) / sample_rate
+    noise = np.random.default_rng(key).uniform(-1.0, 1.0, len(t))
+    if bright:
+        noise = np.diff(noise, prepend=0.0) / 2  # a first difference: the hiss without the rumble
+    return 0.5 * gain * noise * np.exp(-t / (0.03 if bright else 0.06))
 
 
 def tone(pitch: int, velocity: int, seconds: float, timbre: Timbre, sample_rate: int) -> np.ndarray:

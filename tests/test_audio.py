@@ -150,3 +150,17 @@ def test_bach_chorale_renders_audibly(tmp_path, synthesizer):
     assert rendering.synthesizer == synthesizer
     assert rendering.seconds == pytest.approx(24.0 + audio.TAIL_SECONDS, abs=LENGTH_TOLERANCE_S)
     assert rms(samples) > 0.03 * FULL_SCALE
+
+
+@pytest.mark.filterwarnings("ignore::composer.audio.SynthesizerFallback")
+def test_numpy_fallback_plays_the_drums_the_same_every_time(tmp_path, no_fluidsynth):
+    drums = [Note(key, i * 0.5, 0.25, 100, 0, True) for i, key in enumerate((36, 38, 42, 36, 38, 49))]
+    midi = write_midi(drums, tmp_path / "drums.mid")
+    first, second = audio.render_wav(midi, tmp_path / "a.wav"), audio.render_wav(midi, tmp_path / "b.wav")
+    _, samples = read_wav(first.path)
+    assert rms(samples) > 100, "drums without FluidSynth are heard"
+    assert first.path.read_bytes() == second.path.read_bytes()
+    # each stroke sounds where it is struck (120 bpm: a hit every 0.25 s): the tenth of a second
+    # after the third hit is louder than the tenth before it
+    rate = 44100
+    assert rms(samples[int(0.5 * rate) : int(0.6 * rate)]) > 2 * rms(samples[int(0.4 * rate) : int(0.5 * rate)])
