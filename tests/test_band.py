@@ -36,6 +36,7 @@ from composer.tokens import (
     instrument_of,
     is_grammatical,
 )
+from test_tokens import random_walk  # the grammar's random walk, shared with the plain vocabulary's tests
 
 BAND = TokenizerConfig(instruments=True)
 VOCAB = Vocabulary(BAND)
@@ -262,25 +263,6 @@ def test_sampling_honours_the_instrument_grammar(tmp_path):
             assert len(tokens) == len(primer) + length + 1 and is_grammatical(tokens, VOCAB), names(tokens)
             notes = decode_tokens(tokens, VOCAB)
             np.testing.assert_array_equal(encode_notes(notes, VOCAB), tokens)
-
-
-def random_walk(vocab: Vocabulary, rng: random.Random, length: int) -> list[int]:
-    grammar, tokens, kinds = Grammar(vocab), [], vocab.kinds()
-    while True:
-        mask = grammar.allowed()
-        allowed = np.flatnonzero(mask)
-        assert len(allowed), f"dead end after {names(tokens, vocab)}"
-        if mask[EOS] and (len(tokens) >= length or rng.random() < 0.02):
-            token = EOS
-        else:
-            by_kind: dict[int, list[int]] = {}
-            for t in allowed[allowed != EOS]:
-                by_kind.setdefault(int(kinds[t]), []).append(int(t))
-            token = rng.choice(by_kind[rng.choice(sorted(by_kind))])
-        grammar.advance(token)
-        tokens.append(int(token))
-        if token == EOS:
-            return tokens
 
 
 @pytest.mark.parametrize("config", [BAND, TokenizerConfig(instruments=True, velocity_bins=4)], ids=["band", "band-velocity4"])
