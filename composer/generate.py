@@ -147,7 +147,7 @@ def finishing_mask(grammar: Grammar, left: int, vocab: Vocabulary, memo: dict | 
         # top, the first token that can finish vouches for every one below it (not so for shifts
         # and programs: each is checked); with ties, the longest duration (which a tie may
         # follow) vouches for none
-        tokens = np.flatnonzero(allowed & (kinds == kind))[::-1]
+        tokens = np.flatnonzero(allowed & (kinds == int(kind)))[::-1]  # an int: numpy compares an enum member slowly
         tie = vocab.duration_offset + len(vocab.grid) - 1 if vocab.config.ties else None
         for token in tokens:
             if can_finish(_advanced(grammar, token), left - 1, memo):
