@@ -64,6 +64,19 @@ def _no_tensorflow_unless_marked():
         pytest.fail(f"imports {', '.join(sorted(set(refused[1::2])))} but is not marked tensorflow", pytrace=False)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_user_cache(tmp_path_factory):
+    """The tests' tokenized files and bits per note go to a cache of this session, never to the
+    user's (~/.cache/composer): a test run leaves nothing behind and finds nothing from before."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def chorale_files() -> list[Path]:
     files = sorted(CHORALES.glob("*.mid"))
