@@ -431,9 +431,8 @@ def tokenize_corpus(
 
     ``out`` is locked meanwhile: a second tokenizer into it refuses instead of mixing files.
     """
-    if config.instruments and config.ties:
-        # an instrument stream is encoded with one Duration per note; ties would need several
-        raise ComposerError("--instruments and --tie-long-notes do not combine yet; choose one")
+    if config.problem():
+        raise ComposerError(f"--instruments and --tie-long-notes: {config.problem()}; choose one")
     with FolderLock(out, "tokenizing"):
         return _tokenize_corpus(sources, out, config, jobs, limits, cache_dir, validation_share, progress)
 

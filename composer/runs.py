@@ -120,6 +120,8 @@ def run_json_problem(values) -> str | None:
     tokenizer = vocab.config
     if tokenizer.pitch_low > tokenizer.pitch_high or not vocab.grid:
         return "vocabulary.config: no pitches or no durations"
+    if tokenizer.problem():
+        return f"vocabulary.config: {tokenizer.problem()}"
     if values["model"]["vocab_size"] != len(vocab):
         return f"model.vocab_size: {values['model']['vocab_size']} but the vocabulary holds {len(vocab)} tokens"
     schedule = TrainConfig.from_dict(values["train"]).schedule_problem()

@@ -170,6 +170,13 @@ class TokenizerConfig:
     def ties(self) -> bool:
         return self.long_notes == "tie"
 
+    def problem(self) -> str | None:
+        """Why this configuration cannot tokenize music (None when it can)."""
+        if self.instruments and self.ties:
+            # an instrument stream is encoded with one Duration per note; ties would need several
+            return "instruments and tied long notes do not combine yet"
+        return None
+
     def options(self) -> str:
         """The ``composer tokenize`` options that make this configuration ("" for the defaults),
         so a run says how its corpus must be tokenized (other grids and ranges are library-only)."""

@@ -33,6 +33,17 @@ def set_field(path: str, value):
     return change
 
 
+def instruments_with_ties(values: dict) -> dict:
+    """A vocabulary consistent in itself (its tokens and the model's size rebuilt) of settings
+    that cannot tokenize together."""
+    from composer.tokens import TokenizerConfig, Vocabulary
+
+    config = TokenizerConfig.from_dict({**values["vocabulary"]["config"], "instruments": True, "long_notes": "tie"})
+    values["vocabulary"] = Vocabulary(config).to_dict()
+    values["model"]["vocab_size"] = len(Vocabulary(config))
+    return values
+
+
 # (what is changed, how, the field the error must name). One per class of field: whole numbers,
 # finite numbers, text with a form, lists of pairs, nested objects, unknown and missing fields.
 TAMPERINGS = {
@@ -56,6 +67,7 @@ TAMPERINGS = {
     "huge beat_res": (set_field("vocabulary.config.beat_res", [[0, 10**6, 12]]), "vocabulary.config.beat_res"),
     "long notes unknown": (set_field("vocabulary.config.long_notes", "stretch"), "vocabulary.config.long_notes"),
     "vocab size not the vocabulary's": (set_field("model.vocab_size", 50), "model.vocab_size"),
+    "instruments with tied notes": (instruments_with_ties, "vocabulary.config: instruments and tied long notes"),
     "baseline as text": (set_field("baseline", "good"), "baseline"),
 }
 RAW = {
