@@ -125,6 +125,10 @@ class NoteColumns(Sequence[Note]):
             np.fromiter((n.drum for n in notes), bool, len(notes)),
         )
 
+    def where(self, mask: np.ndarray) -> "NoteColumns":
+        """The notes for which ``mask`` holds, every column kept."""
+        return NoteColumns(*(a[mask] for a in (self.pitches, self.starts, self.durations, self.velocities, self.programs, self.drums)))
+
     @functools.cached_property
     def notes(self) -> list[Note]:
         # filled through __dict__ at half the cost of Note() (a frozen dataclass sets every field
@@ -461,11 +465,11 @@ def quantize(notes: Iterable[Note], vocab: Vocabulary) -> np.ndarray:
         kept = ~drums | ((columns.pitches >= DRUM_KEYS.start) & (columns.pitches < DRUM_KEYS.stop))
         instruments = np.where(drums, DRUMS, columns.programs // 8)[kept]
         drums = drums[kept]
-        columns = NoteColumns(*(a[kept] for a in (columns.pitches, columns.starts, columns.durations, columns.velocities)))
+        columns = columns.where(kept)
         pitches = np.where(drums, columns.pitches, fold_pitches(columns.pitches, vocab.config))
     else:
         if columns.drums.any():
-            columns = NoteColumns(*(a[~columns.drums] for a in (columns.pitches, columns.starts, columns.durations, columns.velocities)))
+            columns = columns.where(~columns.drums)
         instruments = drums = np.zeros(len(columns), np.int64)
         pitches = fold_pitches(columns.pitches, vocab.config)
     onsets = np.maximum(0, np.rint(columns.starts * spq)).astype(np.int64)  # rint: halves to even, as round()
