@@ -39,9 +39,9 @@ from composer import report as pages
 from composer.config import CompareSettings, check_option, default_cache_dir
 from composer.corpus import estimate_key
 from composer.dataset import TokenCorpus, corpus_voice_ceiling, tokenize_corpus
-from composer.generate import Primer, bar_quarters, check_settings, continuation, primer_from_file
+from composer.generate import Primer, check_settings, continuation, primer_from_file
 from composer.metrics import Distinguishability, TrainingIndex, bits_per_note, bootstrap_means, copy_beats, feature_matrix, interval
-from composer.metre import bars_end, metre_at
+from composer.metre import bar_quarters, bars_end, metre_at
 from composer.runs import Run
 from composer.storage import building_folder, claim_folder, publish, readable, remove_abandoned, safe_stem, write_text
 from composer.tokens import Note, Vocabulary, count_notes, decode_tokens, encode_notes, pitched

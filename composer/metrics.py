@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from composer.corpus import KEY_NAMES, estimate_key
-from composer.score import VOICE_LEADING_RATES, is_chorale_texture, voice_leading
+from composer.score import VOICE_LEADING_RATES, is_chorale_texture, several_instruments, voice_leading
 from composer.tokens import Note, Vocabulary, pitched
 
 WINDOW = 16  # tokens per window for memorization, as the near-duplicate screen in dataset.py
@@ -424,7 +424,7 @@ def score_measures(notes: list[Note], ranges) -> dict[str, float]:
     several instruments is read so only where its texture is 4-part (undefined otherwise: a
     band is no choir)."""
     notes = pitched(notes)
-    if len({n.program for n in notes}) > 1 and not is_chorale_texture(notes):
+    if several_instruments(notes) and not is_chorale_texture(notes):
         return dict.fromkeys(VOICE_LEADING_RATES, math.nan)
     return voice_leading(notes, ranges).rates()
 

@@ -18,7 +18,7 @@ from composer import ComposerError
 from composer.cli import app
 from composer.compare import OTHER_REAL, REAL, REAL_VS_REAL, CompareSettings, compare, validation_openings
 from composer.dataset import TokenCorpus, tokenize_corpus
-from composer.generate import bar_quarters
+from composer.metre import bar_quarters
 from composer.report import format_value
 from composer.runs import Run
 from composer.tokens import Vocabulary, encode_notes
